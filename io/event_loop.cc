@@ -5,6 +5,8 @@
 
 #include <cerrno>
 
+#include "io/aio_engine.h"
+
 namespace coblk {
 
 Result<std::unique_ptr<EventLoop>> EventLoop::Create() {
@@ -24,9 +26,19 @@ Result<std::unique_ptr<EventLoop>> EventLoop::Create() {
 }
 
 EventLoop::~EventLoop() {
+  aio_.reset();  // unregisters its eventfd from this loop
   if (Executor::current() == this) set_current(nullptr);
   if (wake_fd_ >= 0) close(wake_fd_);
   if (epfd_ >= 0) close(epfd_);
+}
+
+Result<AioEngine*> EventLoop::aio_engine(unsigned queue_depth) {
+  if (!aio_) {
+    auto engine = AioEngine::Create(*this, queue_depth);
+    if (!engine) return std::unexpected(engine.error());
+    aio_ = std::move(*engine);
+  }
+  return aio_.get();
 }
 
 void EventLoop::post(std::function<void()> fn) {

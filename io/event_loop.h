@@ -25,6 +25,8 @@
 
 namespace coblk {
 
+class AioEngine;
+
 class EventLoop final : public Executor {
  public:
   using FdHandler = std::function<void(uint32_t events)>;
@@ -64,6 +66,11 @@ class EventLoop final : public Executor {
 
   uint64_t iterations() const { return iterations_; }
 
+  // The loop's shared libaio engine, created on first use with queue_depth
+  // (later calls return the existing engine). Like QEMU, one AIO context per
+  // event loop serves every O_DIRECT file opened on it.
+  Result<AioEngine*> aio_engine(unsigned queue_depth = 128);
+
  private:
   EventLoop() = default;
 
@@ -100,6 +107,7 @@ class EventLoop final : public Executor {
   std::atomic<bool> wake_pending_{false};
   std::atomic<bool> stop_{false};
   uint64_t iterations_ = 0;
+  std::unique_ptr<AioEngine> aio_;
 };
 
 }  // namespace coblk

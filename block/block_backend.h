@@ -1,0 +1,98 @@
+// BlockBackend: the embedding API (QEMU's BlockBackend). One header an
+// emulator includes.
+//
+//   auto loop = coblk::EventLoop::Create().value();
+//   auto blk = coblk::BlockBackend::Open(*loop, "disk.vmdk", {}).value();
+//   blk->write(0, buf, 4096);                        // blocking
+//   co_await blk->co_read(0, buf, 4096);             // from a coroutine
+//   blk->aio_read(0, buf, 4096, [](coblk::Status s) { ... });  // callback
+//
+// Threading: every call runs on the backend's EventLoop thread. The blocking
+// calls drive the loop themselves (call them only when the loop is not
+// already running on this thread); the aio_* calls return at once and invoke
+// the callback from the loop, so an emulator that runs loop.run() on its I/O
+// thread (or polls run_once) gets completions there.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "block/block_graph.h"
+#include "block/block_node.h"
+#include "block/options.h"
+#include "io/event_loop.h"
+#include "util/status.h"
+
+namespace coblk {
+
+struct BlockStats {
+  struct Op {
+    uint64_t ops = 0;
+    uint64_t bytes = 0;
+    uint64_t errors = 0;
+    uint64_t total_latency_ns = 0;
+    uint64_t max_latency_ns = 0;
+  };
+  Op read, write, zero, discard, flush;
+};
+
+class BlockBackend {
+ public:
+  using Callback = std::function<void(Status)>;
+
+  // Opens filename (probed unless options say "driver=..."), or a full
+  // option string like "driver=raw,file.filename=x.img" when filename is
+  // empty and options are given.
+  static Result<std::unique_ptr<BlockBackend>> Open(EventLoop& loop, const std::string& filename,
+                                                    Options options, OpenFlags flags = {});
+  static Task<Result<std::unique_ptr<BlockBackend>>> co_open(EventLoop& loop,
+                                                             const std::string& filename,
+                                                             Options options, OpenFlags flags = {});
+  // Wraps an already opened node.
+  BlockBackend(EventLoop& loop, std::shared_ptr<BlockNode> root);
+  ~BlockBackend();
+
+  int64_t size() const { return root_->size(); }
+  BlockNode& node() { return *root_; }
+  EventLoop& loop() { return loop_; }
+  const BlockStats& stats() const { return stats_; }
+
+  // Coroutine API.
+  Task<Status> co_preadv(int64_t offset, int64_t bytes, IoVector& qiov, uint32_t flags = 0);
+  Task<Status> co_pwritev(int64_t offset, int64_t bytes, IoVector& qiov, uint32_t flags = 0);
+  Task<Status> co_read(int64_t offset, void* buf, int64_t bytes);
+  Task<Status> co_write(int64_t offset, const void* buf, int64_t bytes, uint32_t flags = 0);
+  Task<Status> co_write_compressed(int64_t offset, const void* buf, int64_t bytes);
+  Task<Status> co_write_zeroes(int64_t offset, int64_t bytes, uint32_t flags = 0);
+  Task<Status> co_discard(int64_t offset, int64_t bytes);
+  Task<Status> co_flush();
+  Task<Status> co_truncate(int64_t size);
+
+  // Blocking API (drives the loop until done).
+  Status read(int64_t offset, void* buf, int64_t bytes);
+  Status write(int64_t offset, const void* buf, int64_t bytes, uint32_t flags = 0);
+  Status write_zeroes(int64_t offset, int64_t bytes, uint32_t flags = 0);
+  Status discard(int64_t offset, int64_t bytes);
+  Status flush();
+  Status truncate(int64_t size);
+  // Closes the graph (flushing format metadata). Also done by the destructor.
+  Status close();
+
+  // Callback API: starts the request and returns; cb runs on the loop.
+  void aio_read(int64_t offset, void* buf, int64_t bytes, Callback cb);
+  void aio_write(int64_t offset, const void* buf, int64_t bytes, Callback cb);
+  void aio_flush(Callback cb);
+
+ private:
+  Task<Status> account(BlockStats::Op& op, int64_t bytes, Task<Status> request);
+
+  EventLoop& loop_;
+  std::shared_ptr<BlockNode> root_;
+  BlockStats stats_;
+  bool closed_ = false;
+};
+
+}  // namespace coblk

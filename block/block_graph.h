@@ -1,0 +1,55 @@
+// Opening node graphs from options, like QEMU's bdrv_open.
+//
+//   driver=vmdk,file.driver=file,file.filename=a.vmdk,backing.file.filename=b
+//   a.vmdk                         (plain filename: probe the format)
+//   json:{"driver":"raw","file":{"driver":"file","filename":"x.img"}}
+//
+// Nodes are reference counted (shared_ptr); closing the root closes children
+// after their parents.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "block/block_driver.h"
+#include "block/block_node.h"
+#include "block/options.h"
+
+namespace coblk {
+
+class EventLoop;
+
+struct OpenFlags {
+  bool read_only = false;
+  bool probe_warning = true;   // print qemu-img's "WARNING: Image format was not specified"
+  bool no_backing = false;     // -U style: do not open backing files
+};
+
+class BlockGraph {
+ public:
+  explicit BlockGraph(EventLoop& loop) : loop_(loop) {}
+
+  // Opens a node from options. A "filename" without "driver" is probed; a
+  // filename "json:{...}" is parsed into options.
+  Task<Result<std::shared_ptr<BlockNode>>> open(Options options, OpenFlags flags);
+  // Convenience: open a filename, optionally forcing a format.
+  Task<Result<std::shared_ptr<BlockNode>>> open_file(const std::string& filename,
+                                                     const std::string& format,
+                                                     OpenFlags flags);
+
+  EventLoop& loop() { return loop_; }
+  // Warnings produced while opening (e.g. the probe warning).
+  std::vector<std::string>& warnings() { return warnings_; }
+
+ private:
+  friend struct OpenContext;
+  EventLoop& loop_;
+  std::vector<std::string> warnings_;
+  OpenFlags flags_;
+};
+
+// Creates an image file with a format driver (and the file protocol).
+Task<Status> CreateImage(EventLoop& loop, const std::string& format,
+                         const std::string& filename, Options& create_opts);
+
+}  // namespace coblk

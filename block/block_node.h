@@ -1,0 +1,154 @@
+// BlockNode: one open instance of a driver (QEMU's BlockDriverState).
+//
+// Two faces:
+//  * Public, non-virtual request methods (preadv, pwritev, pwrite_zeroes,
+//    block_status, flush, ...) form the generic request layer (QEMU's
+//    block/io.c): they check bounds, align requests to request_alignment with
+//    bounce buffers and read-modify-write, serialise overlapping RMW writes,
+//    split at max_transfer and provide fallbacks. Callers and parent drivers
+//    use only these.
+//  * Protected virtual co_* methods are the driver interface. They only see
+//    requests already checked against size() and aligned to
+//    limits().request_alignment. Defaults behave like QEMU's fallbacks.
+#pragma once
+
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "block/block_types.h"
+#include "coroutine/co_queue.h"
+#include "coroutine/task.h"
+#include "io/io_vector.h"
+#include "util/status.h"
+
+namespace coblk {
+
+class BlockDriver;
+class EventLoop;
+
+// Roles of a child, as in QEMU's BdrvChildRole.
+enum class ChildRole { kFile, kBacking, kData };
+
+struct BdrvChild {
+  std::string name;  // "file", "backing", "extents.0", ...
+  ChildRole role;
+  std::shared_ptr<BlockNode> node;
+};
+
+class BlockNode : public std::enable_shared_from_this<BlockNode> {
+ public:
+  BlockNode(const BlockDriver* driver, EventLoop& loop);
+  virtual ~BlockNode();
+
+  BlockNode(const BlockNode&) = delete;
+  BlockNode& operator=(const BlockNode&) = delete;
+
+  // ---- Generic request layer (bytes) ----
+  Task<Status> preadv(int64_t offset, int64_t bytes, IoVector& qiov, uint32_t flags = 0);
+  Task<Status> pwritev(int64_t offset, int64_t bytes, IoVector& qiov, uint32_t flags = 0);
+  Task<Status> pread(int64_t offset, void* buf, int64_t bytes);
+  Task<Status> pwrite(int64_t offset, const void* buf, int64_t bytes, uint32_t flags = 0);
+  Task<Status> pwritev_compressed(int64_t offset, int64_t bytes, IoVector& qiov);
+  Task<Status> pwrite_zeroes(int64_t offset, int64_t bytes, uint32_t flags = 0);
+  Task<Status> pdiscard(int64_t offset, int64_t bytes);
+  Task<Status> flush();
+  Task<Status> truncate(int64_t size, bool exact, PreallocMode prealloc);
+  // Status of [offset, offset+bytes) in this node alone (QEMU's
+  // bdrv_co_block_status). pnum > 0 unless offset == size().
+  Task<Result<BlockStatus>> block_status(bool want_zero, int64_t offset, int64_t bytes);
+  // Through the backing chain down to (excluding) base; nullptr = whole chain.
+  Task<Result<BlockStatus>> block_status_above(BlockNode* base, bool want_zero,
+                                               int64_t offset, int64_t bytes);
+  // Whether this layer (not its backing) allocates the range; *pnum set.
+  Task<Result<bool>> is_allocated(int64_t offset, int64_t bytes, int64_t* pnum);
+  Task<Result<CheckResult>> check(bool fix) { return co_check(fix); }
+  Task<void> close();
+
+  // ---- Properties ----
+  const BlockDriver* driver() const { return driver_; }
+  EventLoop& loop() const { return loop_; }
+  int64_t size() const { return size_; }
+  bool read_only() const { return read_only_; }
+  const std::string& filename() const { return filename_; }
+  const std::string& node_name() const { return node_name_; }
+  const BlockLimits& limits() const { return limits_; }
+  const std::vector<BdrvChild>& children() const { return children_; }
+
+  BlockNode* file() const { return child("file"); }
+  BlockNode* backing() const;  // the child with role kBacking, if any
+  BlockNode* child(const std::string& name) const;
+
+  virtual ImageInfo get_info();
+  virtual InfoTree get_specific_info() { return {}; }
+  // Host bytes used by this node and its file-role children, -1 if unknown.
+  virtual int64_t allocated_file_size();
+  virtual bool has_zero_init() { return false; }
+  // The filename a backing_file string is resolved against.
+  virtual std::string backing_filename() const { return {}; }
+
+  // ---- Graph setup (used by drivers' open and the open logic) ----
+  void add_child(std::string name, ChildRole role, std::shared_ptr<BlockNode> node);
+  void set_size(int64_t size) { size_ = size; }
+  void set_read_only(bool ro) { read_only_ = ro; }
+  void set_filename(std::string f) { filename_ = std::move(f); }
+  void set_node_name(std::string n) { node_name_ = std::move(n); }
+  // Recomputes limits_: the driver's refresh_limits merged with its children's
+  // (alignment is the max of the node's and its file child's).
+  void refresh_limits();
+
+  // Driver events for blkdebug rules (QEMU's BLKDBG_EVENT): a node forwards
+  // the event to its file child, where a blkdebug node may act on it.
+  virtual void debug_event(const std::string& event);
+
+ protected:
+  // ---- Driver interface (override what the format supports) ----
+  virtual Task<Status> co_preadv(int64_t offset, int64_t bytes, IoVector& qiov, uint32_t flags) = 0;
+  virtual Task<Status> co_pwritev(int64_t offset, int64_t bytes, IoVector& qiov, uint32_t flags);
+  virtual Task<Status> co_pwritev_compressed(int64_t offset, int64_t bytes, IoVector& qiov);
+  // Return ENOTSUP to let the generic layer write a zeroed buffer instead.
+  virtual Task<Status> co_pwrite_zeroes(int64_t offset, int64_t bytes, uint32_t flags);
+  virtual Task<Status> co_pdiscard(int64_t offset, int64_t bytes);
+  // Default: flush every child.
+  virtual Task<Status> co_flush();
+  virtual Task<Status> co_truncate(int64_t size, bool exact, PreallocMode prealloc);
+  // Default: allocated data for the whole range (QEMU's behaviour for drivers
+  // without block_status); filters answer kStatusRaw to pass through.
+  virtual Task<Result<BlockStatus>> co_block_status(bool want_zero, int64_t offset, int64_t bytes);
+  virtual Task<Result<CheckResult>> co_check(bool fix);
+  // The driver's own limits; merged with its children's by refresh_limits().
+  virtual BlockLimits driver_limits() { return {}; }
+  virtual Task<void> co_close() { co_return; }
+
+  std::vector<BdrvChild> children_;
+
+ private:
+  struct TrackedRequest {
+    int64_t offset;
+    int64_t bytes;
+    bool serialising;
+    CoQueue waiters;
+  };
+
+  Task<Status> aligned_preadv(int64_t offset, int64_t bytes, IoVector& qiov, uint32_t flags);
+  Task<Status> aligned_pwritev(int64_t offset, int64_t bytes, IoVector& qiov, uint32_t flags);
+  Task<Status> zeroes_fallback(int64_t offset, int64_t bytes, uint32_t flags);
+  Task<void> wait_serialising(TrackedRequest& self);
+  Status check_request(int64_t offset, int64_t bytes) const;
+  Status check_writable() const;
+  Task<Result<BlockStatus>> block_status_recursive(bool want_zero, int64_t offset, int64_t bytes);
+
+  const BlockDriver* driver_;
+  EventLoop& loop_;
+  int64_t size_ = 0;
+  bool read_only_ = false;
+  bool closed_ = false;
+  std::string filename_;
+  std::string node_name_;
+  BlockLimits limits_;
+  std::list<TrackedRequest*> tracked_;
+};
+
+}  // namespace coblk
