@@ -33,3 +33,18 @@ inline Task<void> co_sleep_task(std::chrono::nanoseconds duration) {
 }
 
 }  // namespace coblk
+
+namespace coblk {
+
+// Lets other ready coroutines run: resumes the caller in the next loop
+// iteration (QEMU's aio_co_schedule + qemu_coroutine_yield).
+inline auto co_yield_now() {
+  struct Awaiter {
+    bool await_ready() const noexcept { return false; }
+    void await_suspend(std::coroutine_handle<> h) { Executor::current()->schedule(h); }
+    void await_resume() noexcept {}
+  };
+  return Awaiter{};
+}
+
+}  // namespace coblk

@@ -13,6 +13,7 @@
 #include <memory>
 #include <optional>
 #include <type_traits>
+#include <variant>
 #include <utility>
 
 #include "coroutine/executor.h"

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Configures and builds one flavour of coblk.
+# Usage: scripts/build.sh [release|debug|asan]   -> build/, build-debug/, build-asan/
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+flavour=${1:-release}
+jobs=${JOBS:-2}
+case "$flavour" in
+  release) dir=build;       args=(-DCMAKE_BUILD_TYPE=Release) ;;
+  debug)   dir=build-debug; args=(-DCMAKE_BUILD_TYPE=Debug) ;;
+  asan)    dir=build-asan;  args=(-DCMAKE_BUILD_TYPE=Debug -DCOBLK_SANITIZE=ON -DCOBLK_BUILD_BENCH=OFF) ;;
+  *) echo "unknown flavour $flavour" >&2; exit 2 ;;
+esac
+cmake -S "$root" -B "$root/$dir" "${args[@]}" >/dev/null
+cmake --build "$root/$dir" -j"$jobs"
