@@ -1,0 +1,344 @@
+#include "drivers/vmdk/extent.h"
+
+#include <algorithm>
+#include <cinttypes>
+#include <cstring>
+
+#include "drivers/vmdk/bytes.h"
+#include "drivers/vmdk/compressed.h"
+#include "drivers/vmdk/format.h"
+#include "drivers/vmdk/sesparse.h"
+#include "drivers/vmdk/strfmt.h"
+#include "io/aligned_buffer.h"
+
+namespace coblk::vmdk {
+
+std::unique_ptr<Extent> Extent::Flat(BlockNode* file, uint64_t sectors, uint64_t start_sector,
+                                     std::string type_name) {
+  std::unique_ptr<Extent> e(new Extent());
+  e->kind_ = ExtentKind::kFlat;
+  e->file_ = file;
+  e->sectors_ = sectors;
+  e->flat_offset_ = start_sector * kSectorSize;
+  e->type_name_ = std::move(type_name);
+  return e;
+}
+
+std::unique_ptr<Extent> Extent::Zero(uint64_t sectors) {
+  std::unique_ptr<Extent> e(new Extent());
+  e->kind_ = ExtentKind::kZero;
+  e->sectors_ = sectors;
+  e->type_name_ = "ZERO";
+  return e;
+}
+
+Task<Result<std::unique_ptr<Extent>>> Extent::OpenSparse(BlockNode* file, bool read_write,
+                                                         uint64_t cache_bytes) {
+  const uint64_t file_size = static_cast<uint64_t>(file->size());
+  if (file_size < 4) co_return MakeError(EINVAL, "File is too small, not a valid image");
+  uint8_t magic_bytes[4];
+  COBLK_CO_RETURN_IF_ERROR(co_await file->pread(0, magic_bytes, 4));
+  const uint32_t magic = LoadBe32(magic_bytes, 0);
+  if (magic == kVmdk4Magic) co_return co_await OpenVmdk4(file, read_write, cache_bytes, file_size);
+  if (magic == kVmdk3Magic) co_return co_await OpenVmdk3(file, cache_bytes, file_size);
+  if (file_size >= 8) {
+    uint8_t se_magic[8];
+    COBLK_CO_RETURN_IF_ERROR(co_await file->pread(0, se_magic, 8));
+    if (LoadLe64(se_magic, 0) == kSeSparseConstMagic)
+      co_return co_await OpenSeSparse(file, read_write, cache_bytes, file_size);
+  }
+  co_return MakeError(EINVAL, "Image not in VMDK format");
+}
+
+// Reads the sector at byte offset `at` (zero-filled past end of file).
+static Task<Result<Sector>> ReadSector(BlockNode* file, uint64_t at) {
+  Sector s{};
+  const uint64_t size = static_cast<uint64_t>(file->size());
+  if (at < size) {
+    const uint64_t n = std::min<uint64_t>(kSectorSize, size - at);
+    Status st = co_await file->pread(static_cast<int64_t>(at), s.data(), static_cast<int64_t>(n));
+    if (!st)
+      co_return MakeError(st.error().errnum(), "Could not read header from file '" +
+                                                   file->filename() + "': " + st.error().message());
+  }
+  co_return s;
+}
+
+Task<Result<std::unique_ptr<Extent>>> Extent::OpenVmdk4(BlockNode* file, bool read_write,
+                                                        uint64_t cache_bytes, uint64_t file_size) {
+  auto sector = co_await ReadSector(file, 0);
+  if (!sector) co_return std::unexpected(sector.error());
+  auto header = Vmdk4Header::Decode(*sector);
+  if (!header) co_return std::unexpected(header.error());
+
+  std::optional<Vmdk4Header> footer;
+  if (NeedsFooter(*header)) {
+    // streamOptimized: the footer near the end holds the real header.
+    auto at = FooterOffset(file_size);
+    if (!at) co_return std::unexpected(at.error());
+    std::vector<uint8_t> bytes(kFooterBytes, 0);
+    Status st = co_await file->pread(static_cast<int64_t>(*at), bytes.data(),
+                                     static_cast<int64_t>(std::min<uint64_t>(kFooterBytes, file_size - *at)));
+    if (!st) co_return MakeError(st.error().errnum(), "Failed to read footer");
+    auto f = ValidateFooter(bytes);
+    if (!f) co_return std::unexpected(f.error());
+    footer = *f;
+  }
+  auto layout = LayoutFromVmdk4(*header, footer, file_size, read_write);
+  if (!layout) co_return std::unexpected(layout.error());
+
+  std::unique_ptr<Extent> e(new Extent());
+  e->kind_ = ExtentKind::kSparse;
+  e->file_ = file;
+  e->layout_ = *layout;
+  e->sectors_ = layout->sectors;
+  e->type_name_ = "SPARSE";
+  COBLK_CO_RETURN_IF_ERROR(co_await e->load_directories(cache_bytes));
+  co_return e;
+}
+
+Task<Result<std::unique_ptr<Extent>>> Extent::OpenVmdk3(BlockNode* file, uint64_t cache_bytes,
+                                                        uint64_t file_size) {
+  auto sector = co_await ReadSector(file, 0);
+  if (!sector) co_return std::unexpected(sector.error());
+  auto header = Vmdk3Header::Decode(*sector);
+  if (!header) co_return std::unexpected(header.error());
+  auto layout = LayoutFromVmdk3(*header, file_size);
+  if (!layout) co_return std::unexpected(layout.error());
+  std::unique_ptr<Extent> e(new Extent());
+  e->kind_ = ExtentKind::kSparse;
+  e->file_ = file;
+  e->layout_ = *layout;
+  e->sectors_ = layout->sectors;
+  e->type_name_ = "VMFSSPARSE";
+  COBLK_CO_RETURN_IF_ERROR(co_await e->load_directories(cache_bytes));
+  co_return e;
+}
+
+Task<Result<std::unique_ptr<Extent>>> Extent::OpenSeSparse(BlockNode* file, bool read_write,
+                                                           uint64_t cache_bytes,
+                                                           uint64_t file_size) {
+  if (read_write)
+    co_return MakeError(EACCES, "No write support for seSparse images available");
+  auto sector = co_await ReadSector(file, 0);
+  if (!sector) co_return std::unexpected(sector.error());
+  auto header = SeSparseConstHeader::Decode(*sector);
+  if (!header) co_return std::unexpected(header.error());
+  COBLK_CO_RETURN_IF_ERROR(CheckSeSparseConstHeader(*header));
+  auto vh_offset = SeSparseVolatileHeaderOffset(*header, file_size);
+  if (!vh_offset) co_return std::unexpected(vh_offset.error());
+  auto vsector = co_await ReadSector(file, *vh_offset);
+  if (!vsector) co_return std::unexpected(vsector.error());
+  auto vheader = SeSparseVolatileHeader::Decode(*vsector);
+  if (!vheader) co_return std::unexpected(vheader.error());
+  COBLK_CO_RETURN_IF_ERROR(CheckSeSparseVolatileHeader(*vheader));
+  auto layout = LayoutFromSeSparse(*header, file_size);
+  if (!layout) co_return std::unexpected(layout.error());
+  std::unique_ptr<Extent> e(new Extent());
+  e->kind_ = ExtentKind::kSparse;
+  e->file_ = file;
+  e->layout_ = *layout;
+  e->sectors_ = layout->sectors;
+  e->type_name_ = "SESPARSE";
+  COBLK_CO_RETURN_IF_ERROR(co_await e->load_directories(cache_bytes));
+  co_return e;
+}
+
+// Reads the grain directory (and the redundant one) into memory. Their size
+// was bounded against the file size by the layout checks, so a hostile
+// header cannot make this allocate more than the file holds.
+Task<Status> Extent::load_directories(uint64_t cache_bytes) {
+  const uint64_t bytes = layout_.l1_table_bytes();
+  std::vector<uint8_t> raw(bytes);
+  if (bytes) {
+    Status st = co_await file_->pread(static_cast<int64_t>(layout_.l1_table_offset), raw.data(),
+                                      static_cast<int64_t>(bytes));
+    if (!st)
+      co_return MakeError(st.error().errnum(), "Could not read l1 table from extent '" +
+                                                   file_->filename() + "'");
+  }
+  directory_.resize(layout_.l1_size);
+  for (uint32_t i = 0; i < layout_.l1_size; ++i)
+    directory_[i] = LoadLe(raw, size_t{i} * layout_.entry_size, layout_.entry_size);
+
+  if (layout_.l1_backup_offset && bytes) {
+    // QEMU never compares the two directories; VirtualBox does. A mismatch
+    // is reported (get_info, check) but the primary stays authoritative.
+    std::vector<uint8_t> backup(bytes);
+    Status st = co_await file_->pread(static_cast<int64_t>(layout_.l1_backup_offset),
+                                      backup.data(), static_cast<int64_t>(bytes));
+    if (!st)
+      co_return MakeError(st.error().errnum(), "Could not read l1 backup table from extent '" +
+                                                   file_->filename() + "'");
+    for (uint32_t i = 0; i < layout_.l1_size; ++i) {
+      uint32_t primary = static_cast<uint32_t>(directory_[i]);
+      uint32_t redundant = LoadLe32(backup, size_t{i} * 4);
+      // Both zero or both non-zero is consistent: the tables live apart.
+      if ((primary == 0) != (redundant == 0)) {
+        rgd_mismatch_ = StrFormat("grain directory entry %" PRIu32
+                                  " differs from the redundant grain directory",
+                                  i);
+        break;
+      }
+    }
+  }
+  const uint64_t table_bytes = layout_.l2_table_bytes();
+  uint64_t tables = table_bytes ? cache_bytes / table_bytes : 1;
+  tables = std::clamp<uint64_t>(tables, 1, UINT32_MAX);
+  cache_ = std::make_unique<GrainTableCache>(layout_.l1_size, static_cast<uint32_t>(table_bytes),
+                                             static_cast<uint32_t>(tables));
+  co_return OkStatus();
+}
+
+Result<uint64_t> Extent::table_offset(uint32_t l1) const {
+  const uint64_t entry = directory_[l1];
+  if (layout_.format == ExtentFormat::kSeSparse) {
+    auto gd = DecodeSeSparseGdEntry(layout_, entry);
+    if (!gd) return std::unexpected(gd.error());
+    return gd->allocated ? gd->gt_offset : 0;
+  }
+  if (entry == 0) return uint64_t{0};
+  const uint64_t offset = entry * kSectorSize;  // entry < 2^32: no overflow
+  const uint64_t file_size = static_cast<uint64_t>(file_->size());
+  // A grain table outside the file or over the header is corruption.
+  if (offset < kSectorSize || offset > file_size || layout_.l2_table_bytes() > file_size - offset)
+    return MakeError(EIO, StrFormat("Grain table %" PRIu32 " at offset %" PRIu64
+                                    " is outside the image file",
+                                    l1, offset));
+  return offset;
+}
+
+Result<GrainMapping> Extent::decode_entry(const uint8_t* table, uint32_t l2) const {
+  std::span<const uint8_t> t(table, layout_.l2_table_bytes());
+  GrainMapping m;
+  if (layout_.format == ExtentFormat::kSeSparse) {
+    auto g = DecodeSeSparseGtEntry(layout_, LoadLe64(t, size_t{l2} * 8));
+    if (!g) return std::unexpected(g.error());
+    m.state = g->state == GrainState::kAllocated ? GrainMapping::kAllocated
+              : g->state == GrainState::kZero    ? GrainMapping::kZero
+                                                 : GrainMapping::kUnallocated;
+    m.grain_offset = g->offset;
+    return m;
+  }
+  const uint32_t entry = LoadLe32(t, size_t{l2} * 4);
+  if (entry == 0) return m;
+  if (layout_.has_zero_grain && entry == kGteZeroed) {
+    m.state = GrainMapping::kZero;
+    return m;
+  }
+  m.state = GrainMapping::kAllocated;
+  m.grain_offset = uint64_t{entry} * kSectorSize;
+  return m;
+}
+
+bool Extent::try_lookup(uint64_t offset, GrainMapping* out, Status* error) {
+  if (kind_ == ExtentKind::kZero) {
+    out->state = GrainMapping::kZero;
+    return true;
+  }
+  if (kind_ == ExtentKind::kFlat) {
+    out->state = GrainMapping::kAllocated;
+    out->grain_offset = flat_offset_;
+    return true;
+  }
+  const uint64_t sector = offset / kSectorSize;
+  const uint64_t l1 = sector / layout_.l1_entry_sectors;
+  if (l1 >= layout_.l1_size) {
+    *error = MakeError(EIO, "Grain directory index out of range");
+    return true;
+  }
+  const uint32_t l2 =
+      static_cast<uint32_t>((sector / layout_.cluster_sectors) % layout_.l2_size);
+  const uint32_t index = static_cast<uint32_t>(l1);
+  if (directory_[index] == 0) {
+    *out = GrainMapping{};
+    return true;
+  }
+  const uint8_t* table = cache_->lookup(index);
+  if (!table) return false;
+  auto m = decode_entry(table, l2);
+  if (!m)
+    *error = std::unexpected(m.error());
+  else
+    *out = *m;
+  return true;
+}
+
+Task<Result<GrainMapping>> Extent::lookup(uint64_t offset) {
+  GrainMapping m;
+  Status error;
+  if (try_lookup(offset, &m, &error)) {
+    if (!error) co_return std::unexpected(error.error());
+    co_return m;
+  }
+  // Miss: load the grain table (once, however many requests want it).
+  const uint64_t sector = offset / kSectorSize;
+  const uint32_t l1 = static_cast<uint32_t>(sector / layout_.l1_entry_sectors);
+  const uint32_t l2 =
+      static_cast<uint32_t>((sector / layout_.cluster_sectors) % layout_.l2_size);
+  auto at = table_offset(l1);
+  if (!at) co_return std::unexpected(at.error());
+  if (*at == 0) co_return GrainMapping{};
+  auto table = co_await cache_->get(l1, *file_, *at);
+  if (!table) co_return std::unexpected(table.error());
+  co_return decode_entry(*table, l2);
+}
+
+Task<Status> Extent::read_allocated(const GrainMapping& m, uint64_t offset, IoVector& qiov) {
+  const uint64_t in_grain = offset % grain_bytes();
+  if (kind_ == ExtentKind::kSparse && layout_.compressed)
+    co_return co_await read_compressed(m, in_grain, qiov);
+  uint64_t at = 0;
+  if (!CheckedAdd(m.grain_offset, in_grain, &at) || at > uint64_t{INT64_MAX} - qiov.size())
+    co_return MakeError(EIO, "Grain offset out of range");
+  // Data beyond the end of the extent file reads as zeros, as in QEMU.
+  const uint64_t file_size = static_cast<uint64_t>(file_->size());
+  const uint64_t len = qiov.size();
+  if (at >= file_size) {
+    qiov.memset(0, 0, len);
+    co_return OkStatus();
+  }
+  if (len > file_size - at) {
+    const uint64_t inside = file_size - at;
+    IoVector head = qiov.slice(0, inside);
+    qiov.memset(inside, 0, len - inside);
+    co_return co_await file_->preadv(static_cast<int64_t>(at), static_cast<int64_t>(inside), head);
+  }
+  co_return co_await file_->preadv(static_cast<int64_t>(at), static_cast<int64_t>(len), qiov);
+}
+
+Task<Status> Extent::read_compressed(const GrainMapping& m, uint64_t offset_in_grain,
+                                     IoVector& qiov) {
+  const uint64_t grain = layout_.cluster_bytes();
+  const uint64_t file_size = static_cast<uint64_t>(file_->size());
+  if (m.grain_offset >= file_size) co_return MakeError(EINVAL, "Compressed grain past end of file");
+  // A marker plus compressed data may exceed one grain: read up to two,
+  // never past the end of the file.
+  const uint64_t want = std::min(CompressedReadBytes(grain), file_size - m.grain_offset);
+  std::vector<uint8_t> raw(want);
+  COBLK_CO_RETURN_IF_ERROR(co_await file_->pread(static_cast<int64_t>(m.grain_offset), raw.data(),
+                                                 static_cast<int64_t>(want)));
+  auto data = DecompressGrain(raw, layout_.has_marker, grain);
+  if (!data) co_return std::unexpected(data.error());
+  if (offset_in_grain + qiov.size() > data->size())
+    co_return MakeError(EINVAL, "Compressed grain shorter than the request");
+  qiov.copy_from(0, data->data() + offset_in_grain, qiov.size());
+  co_return OkStatus();
+}
+
+// Mirrors QEMU's vmdk_get_extent_info: cluster-size only for sparse
+// extents, compressed only when true.
+InfoTree Extent::info() const {
+  InfoTree t;
+  t.values.emplace_back("filename", file_ ? file_->filename() : "");
+  t.values.emplace_back("format", type_name_);
+  t.values.emplace_back("virtual-size", std::to_string(bytes()));
+  if (kind_ == ExtentKind::kSparse) {
+    t.values.emplace_back("cluster-size", std::to_string(layout_.cluster_bytes()));
+    if (layout_.compressed) t.values.emplace_back("compressed", "true");
+    if (!rgd_mismatch_.empty()) t.values.emplace_back("redundant-gd-mismatch", rgd_mismatch_);
+  }
+  return t;
+}
+
+}  // namespace coblk::vmdk

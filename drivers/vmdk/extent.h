@@ -1,0 +1,102 @@
+// Extent: one piece of a VMDK disk — a flat file range, a sparse file
+// (VMDK4 / VMDK3 / seSparse) or a ZERO range — and the grain lookup for it.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "block/block_node.h"
+#include "coroutine/task.h"
+#include "drivers/vmdk/descriptor.h"
+#include "drivers/vmdk/grain_table_cache.h"
+#include "drivers/vmdk/layout.h"
+#include "io/io_vector.h"
+#include "util/status.h"
+
+namespace coblk::vmdk {
+
+enum class ExtentKind { kFlat, kZero, kSparse };
+
+// Where a guest offset's grain lives.
+struct GrainMapping {
+  enum State { kUnallocated, kZero, kAllocated } state = kUnallocated;
+  uint64_t grain_offset = 0;  // byte offset of the grain (or its marker) in the file
+};
+
+class Extent {
+ public:
+  // Opens a flat extent of `sectors` sectors starting at start_sector in file.
+  static std::unique_ptr<Extent> Flat(BlockNode* file, uint64_t sectors, uint64_t start_sector,
+                                      std::string type_name);
+  static std::unique_ptr<Extent> Zero(uint64_t sectors);
+  // Opens a sparse extent by reading its headers and grain directory.
+  // read_write selects QEMU's read-only-only checks (e.g. VMDK version 3).
+  // cache_bytes bounds the memory for cached grain tables.
+  static Task<Result<std::unique_ptr<Extent>>> OpenSparse(BlockNode* file, bool read_write,
+                                                          uint64_t cache_bytes);
+
+  ExtentKind kind() const { return kind_; }
+  BlockNode* file() const { return file_; }
+  const SparseLayout& layout() const { return layout_; }
+  uint64_t sectors() const { return sectors_; }
+  uint64_t bytes() const { return sectors_ * kSectorSize; }
+  // Grain size in bytes; a flat or zero extent is one grain.
+  uint64_t grain_bytes() const {
+    return kind_ == ExtentKind::kSparse ? layout_.cluster_bytes() : bytes();
+  }
+  bool compressed() const { return layout_.compressed; }
+  const std::string& type_name() const { return type_name_; }
+  void set_type_name(std::string t) { type_name_ = std::move(t); }
+  // Virtual-disk position, set by the disk when extents are concatenated.
+  uint64_t start = 0;  // bytes
+  uint64_t end() const { return start + bytes(); }
+
+  // Grain lookup for an offset relative to the extent start. Hits in the
+  // grain-table cache complete without suspending.
+  Task<Result<GrainMapping>> lookup(uint64_t offset);
+  // Synchronous fast path: true and *out set if the answer needs no I/O.
+  bool try_lookup(uint64_t offset, GrainMapping* out, Status* error);
+
+  // Reads bytes at `offset` (relative to the extent) that lie inside one
+  // allocated grain into qiov.
+  Task<Status> read_allocated(const GrainMapping& m, uint64_t offset, IoVector& qiov);
+
+  // Facts for `info`.
+  InfoTree info() const;
+  const GrainTableCache* cache() const { return cache_.get(); }
+  // Whether the primary and redundant grain directories disagreed at open.
+  const std::string& rgd_mismatch() const { return rgd_mismatch_; }
+
+ private:
+  Extent() = default;
+
+  static Task<Result<std::unique_ptr<Extent>>> OpenVmdk4(BlockNode* file, bool read_write,
+                                                         uint64_t cache_bytes, uint64_t file_size);
+  static Task<Result<std::unique_ptr<Extent>>> OpenVmdk3(BlockNode* file, uint64_t cache_bytes,
+                                                         uint64_t file_size);
+  static Task<Result<std::unique_ptr<Extent>>> OpenSeSparse(BlockNode* file, bool read_write,
+                                                            uint64_t cache_bytes,
+                                                            uint64_t file_size);
+  Task<Status> load_directories(uint64_t cache_bytes);
+
+  // Grain-table file offset for directory index l1 (0 = none), or error.
+  Result<uint64_t> table_offset(uint32_t l1) const;
+  // Decodes entry l2 of a loaded table.
+  Result<GrainMapping> decode_entry(const uint8_t* table, uint32_t l2) const;
+
+  Task<Status> read_compressed(const GrainMapping& m, uint64_t offset_in_grain, IoVector& qiov);
+
+  ExtentKind kind_ = ExtentKind::kFlat;
+  BlockNode* file_ = nullptr;
+  uint64_t sectors_ = 0;
+  uint64_t flat_offset_ = 0;  // bytes, flat extents
+  SparseLayout layout_;
+  std::string type_name_;
+  std::vector<uint64_t> directory_;  // decoded grain directory entries
+  std::unique_ptr<GrainTableCache> cache_;
+  std::string rgd_mismatch_;
+};
+
+}  // namespace coblk::vmdk

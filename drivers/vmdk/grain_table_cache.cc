@@ -1,0 +1,92 @@
+#include "drivers/vmdk/grain_table_cache.h"
+
+#include <algorithm>
+
+namespace coblk::vmdk {
+
+GrainTableCache::GrainTableCache(uint32_t directory_entries, uint32_t table_bytes,
+                                 uint32_t capacity)
+    : slot_of_(directory_entries, -1),
+      // Never more slots than tables: a small image needs no big cache.
+      slots_(std::max<uint32_t>(1, std::min(capacity, std::max<uint32_t>(1, directory_entries)))),
+      table_bytes_(table_bytes) {}
+
+int32_t GrainTableCache::pick_victim() {
+  const uint32_t n = capacity();
+  // Two sweeps: the first clears referenced bits, the second must find one
+  // unless every slot is loading or pinned.
+  for (uint32_t step = 0; step < 2 * n; ++step) {
+    uint32_t i = hand_;
+    hand_ = (hand_ + 1) % n;
+    Slot& s = slots_[i];
+    if (s.loading || s.pins > 0) continue;
+    if (s.referenced) {
+      s.referenced = false;
+      continue;
+    }
+    return static_cast<int32_t>(i);
+  }
+  return -1;
+}
+
+Task<Result<uint8_t*>> GrainTableCache::get(uint32_t index, BlockNode& file,
+                                            uint64_t file_offset) {
+  for (;;) {
+    int32_t s = slot_of_[index];
+    if (s >= 0) {
+      Slot& slot = slots_[static_cast<size_t>(s)];
+      if (!slot.loading) {
+        ++hits_;
+        slot.referenced = true;
+        co_return slot.data.get();
+      }
+      // Someone is loading this table: wait for that load, then re-check
+      // (it may have failed, or been evicted again meanwhile).
+      co_await slot.load_waiters.wait();
+      continue;
+    }
+
+    int32_t victim = pick_victim();
+    if (victim < 0) {
+      co_await slot_waiters_.wait();
+      continue;
+    }
+    ++misses_;
+    ++loads_;
+    Slot& slot = slots_[static_cast<size_t>(victim)];
+    if (slot.index >= 0) slot_of_[static_cast<size_t>(slot.index)] = -1;
+    if (!slot.data) slot.data = std::make_unique<uint8_t[]>(table_bytes_);
+    slot.index = index;
+    slot.loading = true;
+    slot.referenced = true;
+    slot_of_[index] = victim;
+
+    Status st = co_await file.pread(static_cast<int64_t>(file_offset), slot.data.get(),
+                                    table_bytes_);
+    slot.loading = false;
+    slot.load_waiters.notify_all();
+    slot_waiters_.notify_one();
+    if (!st) {
+      slot_of_[index] = -1;
+      slot.index = -1;
+      co_return std::unexpected(st.error());
+    }
+    co_return slot.data.get();
+  }
+}
+
+GrainTableCache::Pin::Pin(GrainTableCache* c, uint32_t index) : cache_(c) {
+  slot_ = c->slot_of_[index];
+  if (slot_ >= 0)
+    ++c->slots_[static_cast<size_t>(slot_)].pins;
+  else
+    cache_ = nullptr;
+}
+
+GrainTableCache::Pin::~Pin() {
+  if (!cache_) return;
+  Slot& s = cache_->slots_[static_cast<size_t>(slot_)];
+  if (--s.pins == 0) cache_->slot_waiters_.notify_one();
+}
+
+}  // namespace coblk::vmdk

@@ -1,0 +1,89 @@
+// GrainTableCache: the per-extent cache of grain tables (VMDK's L2 tables).
+//
+// * Lookup is O(1): a vector indexed by grain-directory index gives the slot,
+//   so a hit is two array loads (QEMU scans 16 slots under a global lock).
+// * A miss loads the table once. Requests that want a table while it is
+//   being loaded wait for that load instead of issuing their own.
+// * Replacement is CLOCK (second chance): a hit sets the slot's referenced
+//   bit; the eviction hand clears bits until it finds an unreferenced slot
+//   that is neither loading nor pinned. Close to LRU, but a hit writes one
+//   byte instead of relinking a list.
+// * Pinned slots (Pin) are never evicted; writers pin the table they update
+//   across the I/O so the cached copy cannot disappear under them.
+// Everything runs on the node's loop thread; no locks are needed.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "block/block_node.h"
+#include "coroutine/co_queue.h"
+#include "coroutine/task.h"
+#include "util/status.h"
+
+namespace coblk::vmdk {
+
+class GrainTableCache {
+ public:
+  // directory_entries: number of grain tables the extent can have;
+  // table_bytes: size of one table; capacity: tables kept in memory (>= 1).
+  GrainTableCache(uint32_t directory_entries, uint32_t table_bytes, uint32_t capacity);
+
+  // A hit: the table's bytes, or nullptr if not cached (or still loading).
+  // Valid until the caller next suspends (or while pinned).
+  uint8_t* lookup(uint32_t index) {
+    int32_t s = slot_of_[index];
+    if (s < 0) return nullptr;
+    Slot& slot = slots_[static_cast<size_t>(s)];
+    if (slot.loading) return nullptr;
+    slot.referenced = true;
+    return slot.data.get();
+  }
+
+  // The table for directory entry `index`, stored at file_offset in file,
+  // loading it if needed. Counts hits and misses.
+  Task<Result<uint8_t*>> get(uint32_t index, BlockNode& file, uint64_t file_offset);
+
+  // Keeps a cached table from being evicted while alive.
+  class Pin {
+   public:
+    Pin() = default;
+    Pin(GrainTableCache* c, uint32_t index);
+    Pin(Pin&& o) noexcept : cache_(o.cache_), slot_(o.slot_) { o.cache_ = nullptr; }
+    Pin& operator=(Pin&&) = delete;
+    ~Pin();
+
+   private:
+    GrainTableCache* cache_ = nullptr;
+    int32_t slot_ = -1;
+  };
+
+  uint32_t capacity() const { return static_cast<uint32_t>(slots_.size()); }
+  uint32_t table_bytes() const { return table_bytes_; }
+  uint64_t hits() const { return hits_; }
+  uint64_t misses() const { return misses_; }
+  uint64_t loads() const { return loads_; }
+
+ private:
+  struct Slot {
+    std::unique_ptr<uint8_t[]> data;
+    int64_t index = -1;      // directory index held, -1 = empty
+    uint32_t pins = 0;
+    bool loading = false;
+    bool referenced = false;
+    CoQueue load_waiters;
+  };
+
+  // Picks a slot to reuse, or -1 if every slot is loading or pinned.
+  int32_t pick_victim();
+
+  std::vector<int32_t> slot_of_;  // directory index -> slot, -1 if absent
+  std::vector<Slot> slots_;
+  uint32_t table_bytes_;
+  uint32_t hand_ = 0;
+  CoQueue slot_waiters_;          // requests waiting for any free slot
+  uint64_t hits_ = 0, misses_ = 0, loads_ = 0;
+};
+
+}  // namespace coblk::vmdk

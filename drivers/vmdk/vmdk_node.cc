@@ -1,0 +1,239 @@
+#include "drivers/vmdk/vmdk_node.h"
+
+#include <algorithm>
+#include <cinttypes>
+
+#include "block/block_driver.h"
+#include "drivers/vmdk/strfmt.h"
+
+namespace coblk::vmdk {
+
+void VmdkNode::add_extent(std::unique_ptr<Extent> e) {
+  e->start = extents_.empty() ? 0 : extents_.back()->end();
+  extents_.push_back(std::move(e));
+  set_size(static_cast<int64_t>(extents_.back()->end()));
+}
+
+Extent* VmdkNode::find_extent(uint64_t offset) const {
+  // Extents are sorted by start; most disks have one, so check it first.
+  if (extents_.size() == 1) return offset < extents_[0]->end() ? extents_[0].get() : nullptr;
+  auto it = std::upper_bound(extents_.begin(), extents_.end(), offset,
+                             [](uint64_t off, const auto& e) { return off < e->end(); });
+  return it == extents_.end() ? nullptr : it->get();
+}
+
+bool VmdkNode::parent_cid_valid() {
+  if (cid_checked_ || !backing()) return true;
+  auto* parent = dynamic_cast<VmdkNode*>(backing());
+  // A non-VMDK parent has no CID, so the link cannot be verified (QEMU).
+  if (!parent || parent->cid != parent_cid) return false;
+  cid_checked_ = true;
+  return true;
+}
+
+Task<Status> VmdkNode::read_unallocated(uint64_t offset, uint64_t len, IoVector& qiov) {
+  BlockNode* parent = backing();
+  if (!parent) {
+    qiov.memset(0, 0, len);
+    co_return OkStatus();
+  }
+  if (!parent_cid_valid())
+    co_return MakeError(EINVAL, "Parent CID of '" + filename() +
+                                    "' does not match the CID of its backing file");
+  // The backing image may be smaller: the rest reads as zeros.
+  const uint64_t parent_size = static_cast<uint64_t>(std::max<int64_t>(parent->size(), 0));
+  const uint64_t from_parent = offset >= parent_size ? 0 : std::min(len, parent_size - offset);
+  if (from_parent < len) qiov.memset(from_parent, 0, len - from_parent);
+  if (from_parent == 0) co_return OkStatus();
+  IoVector head = qiov.slice(0, from_parent);
+  co_return co_await parent->preadv(static_cast<int64_t>(offset),
+                                    static_cast<int64_t>(from_parent), head);
+}
+
+// Reads grain by grain, but without any lock: lookups that hit the grain
+// table cache complete inline, misses wait only for their table, and the
+// data reads of concurrent requests are all in flight together. Physically
+// contiguous allocated grains are merged into one read.
+Task<Status> VmdkNode::co_preadv(int64_t offset, int64_t bytes, IoVector& qiov, uint32_t) {
+  uint64_t pos = static_cast<uint64_t>(offset);
+  uint64_t done = 0;
+  const uint64_t total = static_cast<uint64_t>(bytes);
+  while (done < total) {
+    Extent* e = find_extent(pos);
+    if (!e) co_return MakeError(EIO, "Offset beyond the last extent");
+    const uint64_t in_extent = pos - e->start;
+    auto m = co_await e->lookup(in_extent);
+    if (!m) co_return std::unexpected(m.error());
+    const uint64_t grain = e->grain_bytes();
+    uint64_t n = std::min(total - done, grain - in_extent % grain);
+
+    // Extend over following grains of the same extent that continue the
+    // same file range (uncompressed data only) or share the same state.
+    while (done + n < total && in_extent + n < e->bytes() && !e->compressed()) {
+      GrainMapping next;
+      Status err;
+      if (!e->try_lookup(in_extent + n, &next, &err) || !err) break;
+      if (next.state != m->state) break;
+      if (next.state == GrainMapping::kAllocated &&
+          next.grain_offset != m->grain_offset + (in_extent + n) / grain * grain -
+                                   in_extent / grain * grain)
+        break;
+      n += std::min(total - done - n, grain);
+    }
+
+    IoVector part = qiov.slice(done, n);
+    Status st;
+    switch (m->state) {
+      case GrainMapping::kAllocated:
+        st = co_await e->read_allocated(*m, in_extent, part);
+        break;
+      case GrainMapping::kZero:
+        part.memset(0, 0, n);
+        break;
+      case GrainMapping::kUnallocated:
+        st = co_await read_unallocated(pos, n, part);
+        break;
+    }
+    if (!st) co_return st;
+    pos += n;
+    done += n;
+  }
+  co_return OkStatus();
+}
+
+// As QEMU's vmdk_co_block_status, one grain at a time (a flat extent is
+// one grain): unallocated = 0, zeroed grain = ZERO, data = DATA with the
+// file offset unless the grain is compressed.
+Task<Result<BlockStatus>> VmdkNode::co_block_status(bool, int64_t offset, int64_t bytes) {
+  const uint64_t pos = static_cast<uint64_t>(offset);
+  Extent* e = find_extent(pos);
+  if (!e) co_return MakeError(EIO, "Offset beyond the last extent");
+  const uint64_t in_extent = pos - e->start;
+  auto m = co_await e->lookup(in_extent);
+  if (!m) co_return std::unexpected(m.error());
+  const uint64_t grain = e->grain_bytes();
+  const uint64_t in_grain = in_extent % grain;
+  BlockStatus s;
+  s.pnum = static_cast<int64_t>(std::min<uint64_t>(grain - in_grain, static_cast<uint64_t>(bytes)));
+  switch (m->state) {
+    case GrainMapping::kUnallocated:
+      break;
+    case GrainMapping::kZero:
+      s.status = kStatusZero | kStatusAllocated;
+      break;
+    case GrainMapping::kAllocated:
+      s.status = kStatusData | kStatusAllocated;
+      s.file = e->file();
+      if (!e->compressed()) {
+        s.status |= kStatusOffsetValid;
+        s.map = static_cast<int64_t>(m->grain_offset + in_grain);
+      }
+      break;
+  }
+  co_return s;
+}
+
+Task<Status> VmdkNode::co_flush() {
+  Status result;
+  for (const auto& c : children_) {
+    if (c.role == ChildRole::kBacking) continue;
+    Status st = co_await c.node->flush();
+    if (!st && result) result = st;
+  }
+  co_return result;
+}
+
+// Walks every grain like QEMU's vmdk_co_check: a grain table or grain that
+// cannot be looked up, or data past the end of its file, is a corruption.
+Task<Result<CheckResult>> VmdkNode::co_check(bool fix) {
+  if (fix) co_return MakeError(ENOTSUP, "This image format does not support repairs");
+  CheckResult r;
+  for (const auto& e : extents_) {
+    if (e->kind() != ExtentKind::kSparse) continue;
+    const uint64_t grain = e->grain_bytes();
+    const uint64_t file_size = static_cast<uint64_t>(e->file()->size());
+    for (uint64_t off = 0; off < e->bytes(); off += grain) {
+      auto m = co_await e->lookup(off);
+      ++r.total_clusters;
+      if (!m) {
+        ++r.corruptions;
+        r.messages.push_back(StrFormat("ERROR: could not get cluster_offset for sector %" PRIu64,
+                                       (e->start + off) / kSectorSize));
+        continue;
+      }
+      if (m->state != GrainMapping::kAllocated) continue;
+      ++r.allocated_clusters;
+      if (m->grain_offset >= file_size) {
+        ++r.corruptions;
+        r.messages.push_back(StrFormat("ERROR: cluster offset for sector %" PRIu64
+                                       " points after EOF",
+                                       (e->start + off) / kSectorSize));
+      }
+    }
+    if (!e->rgd_mismatch().empty()) {
+      ++r.corruptions;
+      r.messages.push_back("ERROR: " + e->rgd_mismatch());
+    }
+  }
+  co_return r;
+}
+
+BlockLimits VmdkNode::driver_limits() {
+  BlockLimits l;
+  for (const auto& e : extents_)
+    if (e->kind() == ExtentKind::kSparse)
+      l.pwrite_zeroes_alignment =
+          std::max<uint32_t>(l.pwrite_zeroes_alignment, static_cast<uint32_t>(e->grain_bytes()));
+  return l;
+}
+
+ImageInfo VmdkNode::get_info() {
+  ImageInfo info = BlockNode::get_info();
+  info.format = "vmdk";
+  // Like QEMU's vmdk_get_info: a cluster size only when all extents agree.
+  if (!extents_.empty() && extents_[0]->kind() == ExtentKind::kSparse) {
+    bool same = std::all_of(extents_.begin(), extents_.end(), [&](const auto& e) {
+      return e->kind() == ExtentKind::kSparse && e->grain_bytes() == extents_[0]->grain_bytes() &&
+             e->compressed() == extents_[0]->compressed();
+    });
+    if (same) info.cluster_size = static_cast<int64_t>(extents_[0]->grain_bytes());
+  }
+  if (!parent_file_name_hint.empty()) {
+    info.backing_filename = parent_file_name_hint;
+    info.backing_format = "vmdk";
+  }
+  info.specific = get_specific_info();
+  return info;
+}
+
+InfoTree VmdkNode::get_specific_info() {
+  InfoTree t;
+  t.values.emplace_back("cid", std::to_string(cid));
+  t.values.emplace_back("parent-cid", std::to_string(parent_cid));
+  t.values.emplace_back("create-type", create_type);
+  InfoTree list;
+  list.is_list = true;
+  for (const auto& e : extents_) list.children.emplace_back("", e->info());
+  t.children.emplace_back("extents", std::move(list));
+  return t;
+}
+
+int64_t VmdkNode::allocated_file_size() {
+  int64_t total = file() ? file()->allocated_file_size() : 0;
+  if (total < 0) return total;
+  for (const auto& c : children_) {
+    if (c.role != ChildRole::kData || c.node.get() == file()) continue;
+    int64_t r = c.node->allocated_file_size();
+    if (r < 0) return r;
+    total += r;
+  }
+  return total;
+}
+
+bool VmdkNode::has_zero_init() {
+  for (const auto& e : extents_)
+    if (e->kind() == ExtentKind::kFlat && !e->file()->has_zero_init()) return false;
+  return true;
+}
+
+}  // namespace coblk::vmdk

@@ -1,0 +1,56 @@
+// VmdkNode: an open VMDK disk — its descriptor facts and its extents.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "block/block_node.h"
+#include "drivers/vmdk/descriptor.h"
+#include "drivers/vmdk/extent.h"
+
+namespace coblk::vmdk {
+
+class VmdkNode final : public BlockNode {
+ public:
+  VmdkNode(const BlockDriver* driver, EventLoop& loop) : BlockNode(driver, loop) {}
+
+  // Appends an extent after the current last one.
+  void add_extent(std::unique_ptr<Extent> e);
+  const std::vector<std::unique_ptr<Extent>>& extents() const { return extents_; }
+
+  std::string create_type;
+  uint32_t cid = 0;
+  uint32_t parent_cid = kNoParentCid;
+  std::string parent_file_name_hint;
+  std::vector<std::pair<std::string, std::string>> ddb;
+
+  ImageInfo get_info() override;
+  InfoTree get_specific_info() override;
+  int64_t allocated_file_size() override;
+  bool has_zero_init() override;
+  std::string backing_filename() const override { return parent_file_name_hint; }
+
+ protected:
+  Task<Status> co_preadv(int64_t offset, int64_t bytes, IoVector& qiov, uint32_t flags) override;
+  Task<Result<BlockStatus>> co_block_status(bool want_zero, int64_t offset, int64_t bytes) override;
+  Task<Status> co_flush() override;
+  Task<Result<CheckResult>> co_check(bool fix) override;
+  BlockLimits driver_limits() override;
+
+ private:
+  // The extent holding virtual offset `offset` (< size()).
+  Extent* find_extent(uint64_t offset) const;
+  // Reads [offset, offset+len) of an unallocated range: from the backing
+  // node if there is one (and the parent CID matches), else zeros.
+  Task<Status> read_unallocated(uint64_t offset, uint64_t len, IoVector& qiov);
+  // QEMU's vmdk_is_cid_valid: the backing image must still be the parent
+  // this image was made from.
+  bool parent_cid_valid();
+
+  std::vector<std::unique_ptr<Extent>> extents_;
+  bool cid_checked_ = false;
+};
+
+}  // namespace coblk::vmdk

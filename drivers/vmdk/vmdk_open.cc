@@ -1,0 +1,197 @@
+#include "drivers/vmdk/vmdk_open.h"
+
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+
+#include "drivers/vmdk/bytes.h"
+#include "drivers/vmdk/format.h"
+#include "drivers/vmdk/layout.h"
+
+namespace coblk::vmdk {
+
+namespace {
+
+struct OpenSettings {
+  uint64_t cache_bytes = kDefaultL2CacheBytes;
+  bool confine = false;
+  bool read_write = false;
+};
+
+// Reads descriptor text at `offset`, at most `limit` bytes and never past the
+// end of the file; the text ends at the first NUL (embedded descriptors are
+// zero-padded).
+Task<Result<std::string>> ReadDescriptorText(BlockNode& file, uint64_t offset, uint64_t limit) {
+  const uint64_t size = static_cast<uint64_t>(file.size());
+  if (offset >= size) co_return std::string();
+  const uint64_t n = std::min({limit, size - offset, kMaxDescriptorBytes});
+  std::string text(n, '\0');
+  Status st = co_await file.pread(static_cast<int64_t>(offset), text.data(), static_cast<int64_t>(n));
+  if (!st) co_return MakeError(st.error().errnum(), "Could not read from file");
+  text.resize(std::strlen(text.c_str()));
+  co_return text;
+}
+
+void TakeDescriptorFacts(VmdkNode& node, const Descriptor& d) {
+  node.cid = d.cid;
+  node.parent_cid = d.parent_cid;
+  if (d.parent_file_name_hint) node.parent_file_name_hint = *d.parent_file_name_hint;
+  node.ddb = d.ddb;
+}
+
+// Symlinks may point anywhere: compare canonical paths too.
+Status CheckConfined(const std::string& descriptor_path, const std::string& extent_path) {
+  char dir_buf[PATH_MAX], ext_buf[PATH_MAX];
+  std::string dir = descriptor_path.substr(0, descriptor_path.rfind('/') + 1);
+  if (dir.empty()) dir = ".";
+  if (!realpath(dir.c_str(), dir_buf)) return ErrnoError("Could not resolve '" + dir + "'");
+  if (!realpath(extent_path.c_str(), ext_buf))
+    return ErrnoError("Could not open '" + extent_path + "'");
+  std::string d = std::string(dir_buf) + "/";
+  if (std::strncmp(ext_buf, d.c_str(), d.size()) != 0)
+    return MakeError(EACCES, "Extent file '" + extent_path +
+                                 "' is outside the descriptor's directory");
+  return OkStatus();
+}
+
+Task<Result<std::unique_ptr<Extent>>> OpenExtentLine(OpenContext& ctx, VmdkNode& node,
+                                                     const ExtentLine& line, size_t index,
+                                                     const std::string& descriptor_path,
+                                                     const OpenSettings& s) {
+  if (line.type == ExtentType::kZero) co_return Extent::Zero(line.sectors);
+  COBLK_CO_RETURN_IF_ERROR(ValidateExtentFilename(line.filename, s.confine));
+  auto path = ResolveExtentPath(descriptor_path, line.filename);
+  if (!path) co_return std::unexpected(path.error());
+  if (s.confine) COBLK_CO_RETURN_IF_ERROR(CheckConfined(descriptor_path, *path));
+
+  const std::string child_name = "extents." + std::to_string(index);
+  auto child = co_await ctx.open_child(child_name, ChildRole::kData, *path);
+  if (!child) co_return std::unexpected(child.error());
+  if (!*child) co_return MakeError(EINVAL, "Could not open extent '" + *path + "'");
+  BlockNode* file = child->get();
+  node.add_child(child_name, ChildRole::kData, std::move(*child));
+
+  if (IsFlatType(line.type))
+    co_return Extent::Flat(file, line.sectors, line.offset, ExtentTypeName(line.type));
+  // SPARSE/VMFSSPARSE hold VMDK4 or VMDK3 headers; SESPARSE its own. As in
+  // QEMU, a sparse extent's size comes from its header.
+  const bool rw = s.read_write && line.access == ExtentAccess::kReadWrite;
+  auto e = co_await Extent::OpenSparse(file, rw, s.cache_bytes);
+  if (!e) co_return std::unexpected(e.error());
+  if (line.type == ExtentType::kSeSparse && (*e)->layout().format != ExtentFormat::kSeSparse)
+    co_return MakeError(EINVAL, "Extent '" + *path + "' is not a seSparse file");
+  (*e)->set_type_name(ExtentTypeName(line.type));
+  co_return std::move(*e);
+}
+
+Task<Status> OpenDescriptorFile(OpenContext& ctx, VmdkNode& node, const std::string& text,
+                                const std::string& descriptor_path, const OpenSettings& s) {
+  auto d = ParseDescriptor(text);
+  if (!d) co_return std::unexpected(d.error());
+  if (d->create_type.empty()) co_return MakeError(EINVAL, "invalid VMDK image descriptor");
+  COBLK_CO_RETURN_IF_ERROR(CheckDescriptorFileCreateType(d->create_type));
+  node.create_type = d->create_type;
+  TakeDescriptorFacts(node, *d);
+  if (d->extents.empty()) co_return MakeError(EINVAL, "VMDK descriptor has no extents");
+  for (size_t i = 0; i < d->extents.size(); ++i) {
+    auto e = co_await OpenExtentLine(ctx, node, d->extents[i], i, descriptor_path, s);
+    if (!e) co_return std::unexpected(e.error());
+    node.add_extent(std::move(*e));
+  }
+  co_return OkStatus();
+}
+
+Task<Status> OpenMonolithic(OpenContext& ctx, VmdkNode& node, BlockNode& file, uint32_t magic,
+                            const OpenSettings& s) {
+  if (magic == kVmdk4Magic) {
+    Sector header_bytes{};
+    COBLK_CO_RETURN_IF_ERROR(co_await file.pread(0, header_bytes.data(),
+                                                 std::min<int64_t>(kSectorSize, file.size())));
+    auto h = Vmdk4Header::Decode(header_bytes);
+    if (!h) co_return std::unexpected(h.error());
+    // A sparse header with capacity 0 may wrap a descriptor (QEMU does this too).
+    if (auto wrapped = WrappedDescriptorOffset(*h)) {
+      auto text = co_await ReadDescriptorText(file, *wrapped * kSectorSize, kMaxDescriptorBytes);
+      if (!text) co_return std::unexpected(text.error());
+      co_return co_await OpenDescriptorFile(ctx, node, *text, file.filename(), s);
+    }
+    auto range = Vmdk4DescriptorRange(*h, static_cast<uint64_t>(file.size()));
+    if (range && range->length) {
+      auto text = co_await ReadDescriptorText(file, range->offset, range->length);
+      if (!text) co_return std::unexpected(text.error());
+      auto d = ParseDescriptor(*text);
+      // QEMU refuses images whose embedded descriptor has no CID.
+      if (!d) co_return std::unexpected(d.error());
+      TakeDescriptorFacts(node, *d);
+    }
+  }
+  auto e = co_await Extent::OpenSparse(&file, s.read_write, s.cache_bytes);
+  if (!e) co_return std::unexpected(e.error());
+  if (magic == kVmdk3Magic) {
+    (*e)->set_type_name("VMFSSPARSE");
+    node.create_type = "vmfsSparse";
+  } else if ((*e)->layout().format == ExtentFormat::kSeSparse) {
+    node.create_type = "seSparse";
+  } else {
+    node.create_type = (*e)->compressed() ? "streamOptimized" : "monolithicSparse";
+  }
+  node.add_extent(std::move(*e));
+  co_return OkStatus();
+}
+
+Task<Status> OpenBacking(OpenContext& ctx, VmdkNode& node) {
+  if (node.parent_file_name_hint.empty()) co_return OkStatus();
+  std::string path = node.parent_file_name_hint;
+  if (path.front() != '/') {
+    const std::string& base = node.file()->filename();
+    size_t slash = base.rfind('/');
+    if (slash != std::string::npos) path = base.substr(0, slash + 1) + path;
+  }
+  // QEMU records backing_format "vmdk" for parentFileNameHint.
+  if (!ctx.options.has("backing") && !ctx.options.has_prefix("backing."))
+    ctx.options.set("backing.driver", "vmdk");
+  auto backing = co_await ctx.open_child("backing", ChildRole::kBacking, path, true);
+  if (!backing) co_return std::unexpected(backing.error().WithContext("Could not open backing file"));
+  if (*backing) node.add_child("backing", ChildRole::kBacking, std::move(*backing));
+  co_return OkStatus();
+}
+
+}  // namespace
+
+Task<Result<std::shared_ptr<BlockNode>>> OpenVmdk(const BlockDriver* driver, OpenContext& ctx) {
+  OpenSettings s;
+  s.read_write = !ctx.read_only;
+  auto cache = ctx.options.get_size("l2-cache-size", kDefaultL2CacheBytes);
+  if (!cache) co_return std::unexpected(cache.error());
+  s.cache_bytes = *cache;
+  auto confine = ctx.options.get_bool("confine-extents", false);
+  if (!confine) co_return std::unexpected(confine.error());
+  s.confine = *confine;
+
+  auto file = co_await ctx.open_child("file", ChildRole::kFile);
+  if (!file) co_return std::unexpected(file.error());
+  auto node = std::make_shared<VmdkNode>(driver, ctx.loop);
+  node->add_child("file", ChildRole::kFile, *file);
+  BlockNode& f = **file;
+
+  if (f.size() < 4) co_return MakeError(EINVAL, "File is too small, not a valid image");
+  uint8_t first[8] = {};
+  COBLK_CO_RETURN_IF_ERROR(co_await f.pread(0, first, std::min<int64_t>(8, f.size())));
+  const uint32_t magic = LoadBe32(first, 0);
+  Status st;
+  if (magic == kVmdk4Magic || magic == kVmdk3Magic || LoadLe64(first, 0) == kSeSparseConstMagic) {
+    st = co_await OpenMonolithic(ctx, *node, f, magic, s);
+  } else {
+    auto text = co_await ReadDescriptorText(f, 0, kMaxDescriptorBytes);
+    if (!text) co_return std::unexpected(text.error());
+    st = co_await OpenDescriptorFile(ctx, *node, *text, f.filename(), s);
+  }
+  if (st) st = co_await OpenBacking(ctx, *node);
+  if (!st) {
+    co_await node->close();
+    co_return std::unexpected(st.error());
+  }
+  co_return node;
+}
+
+}  // namespace coblk::vmdk
