@@ -28,6 +28,8 @@
 
 namespace coblk {
 
+// ops, bytes and latency count completed requests; errors counts failed ones
+// (QEMU's block accounting: failed requests are not in ops).
 struct BlockStats {
   struct Op {
     uint64_t ops = 0;
@@ -80,6 +82,8 @@ class BlockBackend {
   Status truncate(int64_t size);
   // Closes the graph (flushing format metadata). Also done by the destructor.
   Status close();
+  // close() for callers already running on the loop, which must not block.
+  Task<Status> co_close();
 
   // Callback API: starts the request and returns; cb runs on the loop.
   void aio_read(int64_t offset, void* buf, int64_t bytes, Callback cb);

@@ -40,6 +40,13 @@ struct OpenContext {
   bool read_only;
   std::string filename;          // the "filename" option, if the node has one
   BlockGraph& graph;
+  // The format was probed, not given: like QEMU, raw then refuses writes to
+  // block 0 that would make the image probe as another format.
+  bool probed = false;
+  // For has_file_child() drivers: the "file" child the generic open already
+  // opened. open_child("file", ...) returns it; if the driver does not add it
+  // to its node, the generic open does.
+  std::shared_ptr<BlockNode> file;
   // Opens (or probes) the child whose options are under "<name>." or, if
   // absent, the filename given. allow_none: a missing child is not an error
   // (returns nullptr).

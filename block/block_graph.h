@@ -43,6 +43,22 @@ class BlockGraph {
 
  private:
   friend struct OpenContext;
+  // protocol: open as a protocol node (a "file"/data child of a format):
+  // without "driver", the filename's "proto:" prefix or "file" decides.
+  // Otherwise a filename without "driver" is probed.
+  Task<Result<std::shared_ptr<BlockNode>>> open_node(Options options, bool read_only,
+                                                     bool protocol);
+  Task<Result<std::shared_ptr<BlockNode>>> open_child_node(Options& parent,
+                                                           const std::string& name,
+                                                           ChildRole role,
+                                                           const std::string& filename,
+                                                           bool allow_none, bool read_only);
+  // Opens the protocol node for filename, reads its first bytes and picks
+  // the format driver.
+  Task<Result<std::shared_ptr<BlockNode>>> probe_file(const std::string& filename,
+                                                      const Options& options, bool read_only,
+                                                      const BlockDriver** format);
+
   EventLoop& loop_;
   std::vector<std::string> warnings_;
   OpenFlags flags_;

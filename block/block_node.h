@@ -129,15 +129,34 @@ class BlockNode : public std::enable_shared_from_this<BlockNode> {
     int64_t offset;
     int64_t bytes;
     bool serialising;
+    bool waiting = false;  // blocked in wait_serialising (QEMU's waiting_for)
     CoQueue waiters;
   };
+  // Keeps a TrackedRequest in tracked_ for its lifetime (block_node.cc).
+  class RequestScope;
 
   Task<Status> aligned_preadv(int64_t offset, int64_t bytes, IoVector& qiov, uint32_t flags);
   Task<Status> aligned_pwritev(int64_t offset, int64_t bytes, IoVector& qiov, uint32_t flags);
+  // Unaligned or memory-misaligned requests, through a bounce buffer.
+  Task<Status> bounce_preadv(int64_t offset, int64_t bytes, IoVector& qiov, uint32_t flags);
+  Task<Status> bounce_pwritev(int64_t offset, int64_t bytes, const IoVector& qiov, uint32_t flags);
+  // Aligned write_zeroes: driver first, zeroed buffer on ENOTSUP.
+  Task<Status> do_pwrite_zeroes(int64_t offset, int64_t bytes, uint32_t flags);
   Task<Status> zeroes_fallback(int64_t offset, int64_t bytes, uint32_t flags);
+  // Zeroes a partial-block range as data (read-modify-write).
+  Task<Status> write_zero_buffer(int64_t offset, int64_t bytes, uint32_t flags);
   Task<void> wait_serialising(TrackedRequest& self);
   Status check_request(int64_t offset, int64_t bytes) const;
+  // Writes may extend protocol nodes past their end (QEMU's behaviour for a
+  // format writing new clusters at the end of its file).
+  bool grows_on_write() const;
+  Status check_write_request(int64_t offset, int64_t bytes) const;
+  void note_write_end(int64_t end);
+  Task<Status> pwritev_checked(int64_t offset, int64_t bytes, IoVector& qiov, uint32_t flags);
   Status check_writable() const;
+  Status check_open() const;
+  int64_t max_transfer_bytes() const;
+  size_t buffer_alignment() const;
   Task<Result<BlockStatus>> block_status_recursive(bool want_zero, int64_t offset, int64_t bytes);
 
   const BlockDriver* driver_;

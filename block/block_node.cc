@@ -1,0 +1,702 @@
+#include "block/block_node.h"
+
+#include <algorithm>
+#include <bit>
+#include <cassert>
+#include <limits>
+
+#include "block/block_driver.h"
+#include "io/aligned_buffer.h"
+
+namespace coblk {
+
+namespace {
+
+// Bounce buffers and zero-write fallback buffers are used in pieces of at
+// most this size, so an unaligned multi-gigabyte request does not allocate
+// its whole length.
+constexpr int64_t kBounceChunk = 1 << 20;
+
+int64_t RoundDown(int64_t x, int64_t a) { return x - x % a; }
+int64_t RoundUp(int64_t x, int64_t a) { return RoundDown(x + a - 1, a); }
+
+uint64_t MinNonZero(uint64_t a, uint64_t b) {
+  if (a == 0) return b;
+  if (b == 0) return a;
+  return std::min(a, b);
+}
+
+// The next layer a block_status_above walk looks at: a filter's filtered
+// child, otherwise the backing file.
+BlockNode* FilterOrCow(BlockNode* n) {
+  if (n->driver() && n->driver()->is_filter()) return n->file();
+  return n->backing();
+}
+
+std::string DriverName(const BlockDriver* d) {
+  return d ? std::string(d->format_name()) : std::string("?");
+}
+
+}  // namespace
+
+class BlockNode::RequestScope {
+ public:
+  RequestScope(BlockNode& node, int64_t offset, int64_t bytes, bool serialising)
+      : node_(node), req_{offset, bytes, serialising} {
+    it_ = node_.tracked_.insert(node_.tracked_.end(), &req_);
+  }
+  ~RequestScope() {
+    node_.tracked_.erase(it_);
+    req_.waiters.notify_all();
+  }
+  RequestScope(const RequestScope&) = delete;
+  RequestScope& operator=(const RequestScope&) = delete;
+
+  TrackedRequest& req() { return req_; }
+
+ private:
+  BlockNode& node_;
+  TrackedRequest req_;
+  std::list<TrackedRequest*>::iterator it_;
+};
+
+BlockNode::BlockNode(const BlockDriver* driver, EventLoop& loop)
+    : driver_(driver), loop_(loop) {}
+
+BlockNode::~BlockNode() { assert(tracked_.empty()); }
+
+// ---- Checks ----
+
+Status BlockNode::check_open() const {
+  if (closed_) return MakeError(ENOMEDIUM, "Block node '" + node_name_ + "' is closed");
+  return OkStatus();
+}
+
+bool BlockNode::grows_on_write() const {
+  return driver_ && !driver_->protocol_name().empty();
+}
+
+Status BlockNode::check_write_request(int64_t offset, int64_t bytes) const {
+  if (!grows_on_write()) return check_request(offset, bytes);
+  // Protocol nodes (host files) grow when a parent writes past their end,
+  // as in QEMU: formats append clusters that way.
+  COBLK_RETURN_IF_ERROR(check_request(0, 0));
+  if (offset < 0 || bytes < 0 || offset > std::numeric_limits<int64_t>::max() - bytes)
+    return check_request(offset, bytes);
+  return OkStatus();
+}
+
+void BlockNode::note_write_end(int64_t end) {
+  if (grows_on_write() && end > size_) size_ = end;
+}
+
+Status BlockNode::check_request(int64_t offset, int64_t bytes) const {
+  COBLK_RETURN_IF_ERROR(check_open());
+  if (offset < 0) {
+    return MakeError(EIO, "offset(" + std::to_string(offset) + ") is negative");
+  }
+  if (bytes < 0) {
+    return MakeError(EIO, "bytes(" + std::to_string(bytes) + ") is negative");
+  }
+  if (offset > std::numeric_limits<int64_t>::max() - bytes) {
+    return MakeError(EIO, "offset(" + std::to_string(offset) + ") + bytes(" +
+                              std::to_string(bytes) + ") overflows");
+  }
+  if (offset + bytes > size_) {
+    return MakeError(EIO, "Request out of bounds: offset " + std::to_string(offset) +
+                              ", bytes " + std::to_string(bytes) + ", size " +
+                              std::to_string(size_));
+  }
+  return OkStatus();
+}
+
+Status BlockNode::check_writable() const {
+  COBLK_RETURN_IF_ERROR(check_open());
+  if (read_only_) return MakeError(EPERM, "Block node is read-only");
+  return OkStatus();
+}
+
+int64_t BlockNode::max_transfer_bytes() const {
+  const int64_t align = limits_.request_alignment;
+  int64_t max = RoundDown(std::numeric_limits<int32_t>::max(), align);
+  if (limits_.max_transfer) {
+    max = std::min<int64_t>(max, static_cast<int64_t>(std::min<uint64_t>(
+                                     limits_.max_transfer, static_cast<uint64_t>(max))));
+    max = RoundDown(max, align);
+  }
+  return std::max(max, align);
+}
+
+size_t BlockNode::buffer_alignment() const {
+  return std::bit_ceil(std::max<size_t>(
+      {limits_.min_mem_alignment, limits_.opt_mem_alignment, alignof(std::max_align_t)}));
+}
+
+// ---- Serialisation (QEMU's tracked requests) ----
+
+// A serialising request waits for every overlapping request; others wait
+// only for overlapping serialising ones. Requests that are themselves
+// waiting are skipped: they re-check when they wake, which avoids deadlock.
+Task<void> BlockNode::wait_serialising(TrackedRequest& self) {
+  for (;;) {
+    TrackedRequest* conflict = nullptr;
+    for (TrackedRequest* r : tracked_) {
+      if (r == &self || r->waiting || (!r->serialising && !self.serialising)) continue;
+      if (r->offset < self.offset + self.bytes && self.offset < r->offset + r->bytes) {
+        conflict = r;
+        break;
+      }
+    }
+    if (!conflict) co_return;
+    self.waiting = true;
+    co_await conflict->waiters.wait();
+    self.waiting = false;
+  }
+}
+
+// ---- Reads ----
+
+Task<Status> BlockNode::preadv(int64_t offset, int64_t bytes, IoVector& qiov, uint32_t flags) {
+  COBLK_CO_RETURN_IF_ERROR(check_request(offset, bytes));
+  if (qiov.size() < static_cast<size_t>(bytes)) {
+    co_return MakeError(EINVAL, "I/O vector smaller than the request");
+  }
+  if (bytes == 0) co_return OkStatus();
+  const int64_t align = limits_.request_alignment;
+  const int64_t start = RoundDown(offset, align);
+  RequestScope scope(*this, start, RoundUp(offset + bytes, align) - start, false);
+  co_await wait_serialising(scope.req());
+
+  bool aligned = offset % align == 0 && bytes % align == 0;
+  if (aligned && qiov.is_aligned(limits_.min_mem_alignment)) {
+    if (qiov.size() == static_cast<size_t>(bytes)) {
+      co_return co_await aligned_preadv(offset, bytes, qiov, flags);
+    }
+    IoVector view = qiov.slice(0, bytes);
+    co_return co_await aligned_preadv(offset, bytes, view, flags);
+  }
+  co_return co_await bounce_preadv(offset, bytes, qiov, flags);
+}
+
+Task<Status> BlockNode::pread(int64_t offset, void* buf, int64_t bytes) {
+  COBLK_CO_RETURN_IF_ERROR(check_request(offset, bytes));
+  IoVector qiov(buf, static_cast<size_t>(bytes));
+  co_return co_await preadv(offset, bytes, qiov);
+}
+
+// Reads an aligned range, split at max_transfer. The part past the aligned
+// end of the node reads as zeroes without asking the driver.
+Task<Status> BlockNode::aligned_preadv(int64_t offset, int64_t bytes, IoVector& qiov,
+                                       uint32_t flags) {
+  const int64_t align = limits_.request_alignment;
+  const int64_t max_xfer = max_transfer_bytes();
+  const int64_t readable = RoundUp(std::max<int64_t>(0, size_ - offset), align);
+  if (bytes <= readable && bytes <= max_xfer) {
+    co_return co_await co_preadv(offset, bytes, qiov, flags);
+  }
+  for (int64_t done = 0; done < bytes;) {
+    int64_t num = std::min(bytes - done, max_xfer);
+    if (done >= readable) {
+      qiov.memset(static_cast<size_t>(done), 0, static_cast<size_t>(bytes - done));
+      break;
+    }
+    num = std::min(num, readable - done);
+    IoVector part = qiov.slice(static_cast<size_t>(done), static_cast<size_t>(num));
+    COBLK_CO_RETURN_IF_ERROR(co_await co_preadv(offset + done, num, part, flags));
+    done += num;
+  }
+  co_return OkStatus();
+}
+
+Task<Status> BlockNode::bounce_preadv(int64_t offset, int64_t bytes, IoVector& qiov,
+                                      uint32_t flags) {
+  const int64_t align = limits_.request_alignment;
+  const int64_t start = RoundDown(offset, align);
+  const int64_t end = RoundUp(offset + bytes, align);
+  const int64_t chunk = std::max(RoundDown(kBounceChunk, align), align);
+  AlignedBuffer buf(static_cast<size_t>(std::min(chunk, end - start)), buffer_alignment());
+  for (int64_t pos = start; pos < end;) {
+    const int64_t n = std::min(chunk, end - pos);
+    IoVector biov = buf.iov(0, static_cast<size_t>(n));
+    COBLK_CO_RETURN_IF_ERROR(co_await aligned_preadv(pos, n, biov, flags));
+    const int64_t lo = std::max(pos, offset);
+    const int64_t hi = std::min(pos + n, offset + bytes);
+    qiov.copy_from(static_cast<size_t>(lo - offset), buf.data() + (lo - pos),
+                   static_cast<size_t>(hi - lo));
+    pos += n;
+  }
+  co_return OkStatus();
+}
+
+// ---- Writes ----
+
+Task<Status> BlockNode::pwritev(int64_t offset, int64_t bytes, IoVector& qiov, uint32_t flags) {
+  COBLK_CO_RETURN_IF_ERROR(check_writable());
+  COBLK_CO_RETURN_IF_ERROR(check_write_request(offset, bytes));
+  const int64_t size_before = size_;
+  Status st = co_await pwritev_checked(offset, bytes, qiov, flags);
+  if (!st) co_return st;
+  note_write_end(offset + bytes);
+  // A read-modify-write at the end of a growing file writes whole aligned
+  // blocks; cut the padding off again so the file ends where the data does
+  // (formats such as streamOptimized VMDK find their footer from the end).
+  const int64_t align = limits_.request_alignment;
+  const int64_t end = offset + bytes;
+  if (grows_on_write() && end % align != 0 && RoundUp(end, align) > std::max(size_before, end))
+    st = co_await co_truncate(std::max(size_before, end), true, PreallocMode::kOff);
+  co_return st;
+}
+
+Task<Status> BlockNode::pwritev_checked(int64_t offset, int64_t bytes, IoVector& qiov,
+                                        uint32_t flags) {
+  if (qiov.size() < static_cast<size_t>(bytes)) {
+    co_return MakeError(EINVAL, "I/O vector smaller than the request");
+  }
+  if (bytes == 0) co_return OkStatus();
+  const int64_t align = limits_.request_alignment;
+  const int64_t start = RoundDown(offset, align);
+  const bool aligned = offset % align == 0 && bytes % align == 0;
+  // A read-modify-write must not interleave with another write to the same
+  // aligned blocks, or one of them loses its bytes.
+  RequestScope scope(*this, start, RoundUp(offset + bytes, align) - start, !aligned);
+  co_await wait_serialising(scope.req());
+
+  if (aligned && qiov.is_aligned(limits_.min_mem_alignment)) {
+    if (qiov.size() == static_cast<size_t>(bytes)) {
+      co_return co_await aligned_pwritev(offset, bytes, qiov, flags);
+    }
+    IoVector view = qiov.slice(0, bytes);
+    co_return co_await aligned_pwritev(offset, bytes, view, flags);
+  }
+  co_return co_await bounce_pwritev(offset, bytes, qiov, flags);
+}
+
+Task<Status> BlockNode::pwrite(int64_t offset, const void* buf, int64_t bytes, uint32_t flags) {
+  COBLK_CO_RETURN_IF_ERROR(check_writable());
+  COBLK_CO_RETURN_IF_ERROR(check_write_request(offset, bytes));
+  IoVector qiov(const_cast<void*>(buf), static_cast<size_t>(bytes));
+  co_return co_await pwritev(offset, bytes, qiov, flags);
+}
+
+Task<Status> BlockNode::aligned_pwritev(int64_t offset, int64_t bytes, IoVector& qiov,
+                                        uint32_t flags) {
+  const int64_t max_xfer = max_transfer_bytes();
+  if (bytes <= max_xfer) co_return co_await co_pwritev(offset, bytes, qiov, flags);
+  for (int64_t done = 0; done < bytes;) {
+    const int64_t num = std::min(bytes - done, max_xfer);
+    IoVector part = qiov.slice(static_cast<size_t>(done), static_cast<size_t>(num));
+    COBLK_CO_RETURN_IF_ERROR(co_await co_pwritev(offset + done, num, part, flags));
+    done += num;
+  }
+  co_return OkStatus();
+}
+
+// Writes through an aligned buffer; partial blocks at either end of the
+// request are read first so their other bytes survive. The caller holds a
+// serialising tracked request over the padded range.
+Task<Status> BlockNode::bounce_pwritev(int64_t offset, int64_t bytes, const IoVector& qiov,
+                                       uint32_t flags) {
+  const int64_t align = limits_.request_alignment;
+  const int64_t start = RoundDown(offset, align);
+  const int64_t end = RoundUp(offset + bytes, align);
+  const int64_t chunk = std::max(RoundDown(kBounceChunk, align), align);
+  AlignedBuffer buf(static_cast<size_t>(std::min(chunk, end - start)), buffer_alignment());
+  for (int64_t pos = start; pos < end;) {
+    const int64_t n = std::min(chunk, end - pos);
+    const bool head_partial = pos < offset;
+    const bool tail_partial = pos + n > offset + bytes;
+    if (head_partial) {
+      IoVector blk = buf.iov(0, static_cast<size_t>(align));
+      COBLK_CO_RETURN_IF_ERROR(co_await aligned_preadv(pos, align, blk, 0));
+    }
+    if (tail_partial && !(head_partial && n == align)) {
+      IoVector blk = buf.iov(static_cast<size_t>(n - align), static_cast<size_t>(align));
+      COBLK_CO_RETURN_IF_ERROR(co_await aligned_preadv(pos + n - align, align, blk, 0));
+    }
+    const int64_t lo = std::max(pos, offset);
+    const int64_t hi = std::min(pos + n, offset + bytes);
+    qiov.copy_to(static_cast<size_t>(lo - offset), buf.data() + (lo - pos),
+                 static_cast<size_t>(hi - lo));
+    IoVector biov = buf.iov(0, static_cast<size_t>(n));
+    COBLK_CO_RETURN_IF_ERROR(co_await aligned_pwritev(pos, n, biov, flags));
+    pos += n;
+  }
+  co_return OkStatus();
+}
+
+Task<Status> BlockNode::pwritev_compressed(int64_t offset, int64_t bytes, IoVector& qiov) {
+  COBLK_CO_RETURN_IF_ERROR(check_writable());
+  COBLK_CO_RETURN_IF_ERROR(check_request(offset, bytes));
+  if (qiov.size() < static_cast<size_t>(bytes)) {
+    co_return MakeError(EINVAL, "I/O vector smaller than the request");
+  }
+  if (bytes == 0) co_return OkStatus();
+  RequestScope scope(*this, offset, bytes, false);
+  co_await wait_serialising(scope.req());
+  co_return co_await co_pwritev_compressed(offset, bytes, qiov);
+}
+
+// ---- Write zeroes, discard ----
+
+Task<Status> BlockNode::pwrite_zeroes(int64_t offset, int64_t bytes, uint32_t flags) {
+  COBLK_CO_RETURN_IF_ERROR(check_writable());
+  COBLK_CO_RETURN_IF_ERROR(check_request(offset, bytes));
+  if (bytes == 0) co_return OkStatus();
+  flags &= ~static_cast<uint32_t>(kReqZeroWrite);
+  const int64_t align = limits_.request_alignment;
+  const int64_t end = offset + bytes;
+  const int64_t start = RoundDown(offset, align);
+  const bool aligned = offset % align == 0 && bytes % align == 0;
+  RequestScope scope(*this, start, RoundUp(end, align) - start, !aligned);
+  co_await wait_serialising(scope.req());
+
+  // Partial blocks at either end are written as zeroed data (RMW); the
+  // aligned middle goes to the driver's write_zeroes.
+  const int64_t mid_start = RoundUp(offset, align);
+  const int64_t mid_end = RoundDown(end, align);
+  const uint32_t data_flags = flags & kReqFua;
+  if (mid_start >= mid_end) co_return co_await write_zero_buffer(offset, bytes, data_flags);
+  if (offset < mid_start) {
+    COBLK_CO_RETURN_IF_ERROR(co_await write_zero_buffer(offset, mid_start - offset, data_flags));
+  }
+  COBLK_CO_RETURN_IF_ERROR(co_await do_pwrite_zeroes(mid_start, mid_end - mid_start, flags));
+  if (mid_end < end) {
+    COBLK_CO_RETURN_IF_ERROR(co_await write_zero_buffer(mid_end, end - mid_end, data_flags));
+  }
+  co_return OkStatus();
+}
+
+// Zeroes a range smaller than two aligned blocks with read-modify-write.
+Task<Status> BlockNode::write_zero_buffer(int64_t offset, int64_t bytes, uint32_t flags) {
+  AlignedBuffer zero(static_cast<size_t>(bytes), buffer_alignment());
+  zero.zero();
+  IoVector qiov = zero.iov(0, static_cast<size_t>(bytes));
+  co_return co_await bounce_pwritev(offset, bytes, qiov, flags);
+}
+
+// Like QEMU's bdrv_co_do_pwrite_zeroes: an unaligned head (relative to
+// pwrite_zeroes_alignment) goes alone, the tail is cut off the big middle
+// piece, and each piece respects max_pwrite_zeroes.
+Task<Status> BlockNode::do_pwrite_zeroes(int64_t offset, int64_t bytes, uint32_t flags) {
+  const int64_t zalign = std::max<int64_t>(limits_.pwrite_zeroes_alignment,
+                                           limits_.request_alignment);
+  int64_t max_zero = RoundDown(std::numeric_limits<int32_t>::max(), zalign);
+  if (limits_.max_pwrite_zeroes) {
+    max_zero = std::max(
+        RoundDown(static_cast<int64_t>(std::min<uint64_t>(limits_.max_pwrite_zeroes,
+                                                          static_cast<uint64_t>(max_zero))),
+                  zalign),
+        zalign);
+  }
+  int64_t head = offset % zalign;
+  const int64_t tail = (offset + bytes) % zalign;
+  while (bytes > 0) {
+    int64_t num = bytes;
+    if (head) {
+      num = std::min(bytes, zalign - head);
+      head = (head + num) % zalign;
+    } else if (tail && num > zalign) {
+      num -= tail;
+    }
+    num = std::min(num, max_zero);
+    Status s = co_await co_pwrite_zeroes(offset, num, flags);
+    if (!s && s.error().errnum() == ENOTSUP) {
+      if (flags & kReqNoFallback) co_return s;
+      s = co_await zeroes_fallback(offset, num, flags);
+    }
+    if (!s) co_return s;
+    offset += num;
+    bytes -= num;
+  }
+  co_return OkStatus();
+}
+
+Task<Status> BlockNode::zeroes_fallback(int64_t offset, int64_t bytes, uint32_t flags) {
+  const int64_t align = limits_.request_alignment;
+  const int64_t chunk = std::min(std::max(RoundDown(kBounceChunk, align), align),
+                                 std::max(max_transfer_bytes(), align));
+  const int64_t len = std::min(chunk, bytes);
+  AlignedBuffer zero(static_cast<size_t>(len), buffer_alignment());
+  zero.zero();
+  const uint32_t wflags = (flags & kReqFua) | kReqZeroWrite;
+  for (int64_t done = 0; done < bytes;) {
+    const int64_t n = std::min(len, bytes - done);
+    IoVector qiov = zero.iov(0, static_cast<size_t>(n));
+    COBLK_CO_RETURN_IF_ERROR(co_await aligned_pwritev(offset + done, n, qiov, wflags));
+    done += n;
+  }
+  co_return OkStatus();
+}
+
+Task<Status> BlockNode::pdiscard(int64_t offset, int64_t bytes) {
+  COBLK_CO_RETURN_IF_ERROR(check_writable());
+  COBLK_CO_RETURN_IF_ERROR(check_request(offset, bytes));
+  // Discard is advisory: partial blocks at either end are simply kept.
+  const int64_t align = std::max<int64_t>(static_cast<int64_t>(limits_.pdiscard_alignment),
+                                          limits_.request_alignment);
+  const int64_t start = RoundUp(offset, align);
+  const int64_t end = RoundDown(offset + bytes, align);
+  if (start >= end) co_return OkStatus();
+  RequestScope scope(*this, start, end - start, false);
+  co_await wait_serialising(scope.req());
+  Status s = co_await co_pdiscard(start, end - start);
+  if (!s && s.error().errnum() == ENOTSUP) co_return OkStatus();
+  co_return s;
+}
+
+// ---- Flush, truncate, close ----
+
+Task<Status> BlockNode::flush() {
+  COBLK_CO_RETURN_IF_ERROR(check_open());
+  if (read_only_) co_return OkStatus();
+  co_return co_await co_flush();
+}
+
+Task<Status> BlockNode::truncate(int64_t size, bool exact, PreallocMode prealloc) {
+  COBLK_CO_RETURN_IF_ERROR(check_writable());
+  if (size < 0) co_return MakeError(EINVAL, "Image size cannot be negative");
+  const int64_t old_size = size_;
+  // Serialise against every request touching the changed tail.
+  const int64_t from = std::min(old_size, size);
+  RequestScope scope(*this, from, std::numeric_limits<int64_t>::max() - from, true);
+  co_await wait_serialising(scope.req());
+  COBLK_CO_RETURN_IF_ERROR(co_await co_truncate(size, exact, prealloc));
+  if (size_ == old_size) size_ = size;
+  co_return OkStatus();
+}
+
+Task<void> BlockNode::close() {
+  if (closed_) co_return;
+  closed_ = true;  // new requests now fail; let in-flight ones drain
+  while (!tracked_.empty()) co_await tracked_.front()->waiters.wait();
+  if (!read_only_) (void)co_await co_flush();
+  co_await co_close();
+  // Children close after their parent, and only if no one else uses them.
+  for (BdrvChild& c : children_) {
+    if (c.node && c.node.use_count() == 1) co_await c.node->close();
+  }
+  children_.clear();
+}
+
+// ---- Block status ----
+
+Task<Result<BlockStatus>> BlockNode::block_status(bool want_zero, int64_t offset,
+                                                  int64_t bytes) {
+  COBLK_CO_RETURN_IF_ERROR(check_open());
+  if (offset < 0 || bytes < 0) {
+    co_return MakeError(EIO, "Invalid block status request: offset " + std::to_string(offset) +
+                                 ", bytes " + std::to_string(bytes));
+  }
+  co_return co_await block_status_recursive(want_zero, offset, bytes);
+}
+
+// QEMU's bdrv_co_block_status: align the query, ask the driver, follow
+// kStatusRaw into the file, and refine data in the file child with its
+// zero information.
+Task<Result<BlockStatus>> BlockNode::block_status_recursive(bool want_zero, int64_t offset,
+                                                            int64_t bytes) {
+  const int64_t total = size_;
+  if (offset >= total) co_return BlockStatus{kStatusEof, 0, 0, nullptr};
+  if (bytes == 0) co_return BlockStatus{};
+  bytes = std::min(bytes, total - offset);
+
+  const int64_t align = limits_.request_alignment;
+  const int64_t aligned_offset = RoundDown(offset, align);
+  const int64_t aligned_bytes = RoundUp(offset + bytes, align) - aligned_offset;
+  Result<BlockStatus> r = co_await co_block_status(want_zero, aligned_offset, aligned_bytes);
+  if (!r) co_return r;
+  BlockStatus st = *r;
+  if (st.pnum <= 0) {
+    co_return MakeError(EIO, "Block driver '" + DriverName(driver_) +
+                                 "' returned an empty block status");
+  }
+  const int64_t head = offset - aligned_offset;
+  st.pnum = std::min(RoundUp(st.pnum, align), aligned_bytes);
+  st.pnum = std::min(st.pnum - head, bytes);
+  if (st.status & kStatusOffsetValid) st.map += head;
+
+  if (st.status & kStatusRaw) {
+    if (!st.file || !(st.status & kStatusOffsetValid)) {
+      co_return MakeError(EIO, "Block driver '" + DriverName(driver_) +
+                                   "' returned a raw status without a mapping");
+    }
+    const int64_t pnum = st.pnum;
+    Result<BlockStatus> inner = co_await st.file->block_status_recursive(want_zero, st.map, pnum);
+    if (!inner) co_return inner;
+    st = *inner;
+    if (st.pnum == 0) {
+      // Mapped past the end of the file: reads there return zeroes.
+      st = BlockStatus{kStatusZero | kStatusAllocated, pnum, 0, nullptr};
+    }
+    st.status &= ~static_cast<uint32_t>(kStatusEof);
+  } else {
+    if (st.status & (kStatusData | kStatusZero)) {
+      st.status |= kStatusAllocated;
+    } else if (driver_ && driver_->supports_backing()) {
+      BlockNode* b = backing();
+      if (!b || (want_zero && offset >= b->size())) st.status |= kStatusZero;
+    }
+    BlockNode* f = file();
+    if (want_zero && f && st.file == f && (st.status & kStatusData) &&
+        !(st.status & kStatusZero) && (st.status & kStatusOffsetValid)) {
+      Result<BlockStatus> fs = co_await f->block_status_recursive(want_zero, st.map, st.pnum);
+      if (fs) {
+        if ((fs->status & kStatusEof) && (fs->pnum == 0 || (fs->status & kStatusZero))) {
+          st.status |= kStatusZero;  // past the file's end reads as zeroes
+        } else {
+          st.pnum = fs->pnum;
+          st.status |= fs->status & kStatusZero;
+        }
+      }
+    }
+  }
+  if (offset + st.pnum == total) st.status |= kStatusEof;
+  co_return st;
+}
+
+Task<Result<BlockStatus>> BlockNode::block_status_above(BlockNode* base, bool want_zero,
+                                                        int64_t offset, int64_t bytes) {
+  Result<BlockStatus> r = co_await block_status(want_zero, offset, bytes);
+  if (!r || r->pnum == 0 || (r->status & kStatusAllocated) || this == base) co_return r;
+  BlockStatus st = *r;
+  const int64_t eof = (st.status & kStatusEof) ? offset + st.pnum : -1;
+  bytes = st.pnum;
+  for (BlockNode* p = FilterOrCow(this); p && p != base; p = FilterOrCow(p)) {
+    Result<BlockStatus> lower = co_await p->block_status(want_zero, offset, bytes);
+    if (!lower) co_return lower;
+    st = *lower;
+    if (st.pnum == 0) {
+      // This layer is shorter than the one above: its tail reads as zeroes,
+      // as if allocated here.
+      st = BlockStatus{kStatusZero | kStatusOffsetValid | kStatusAllocated, bytes, offset, p};
+      break;
+    }
+    if (st.status & kStatusAllocated) {
+      st.status &= ~static_cast<uint32_t>(kStatusEof);  // belongs to a shorter layer
+      break;
+    }
+    bytes = st.pnum;
+  }
+  if (offset + st.pnum == eof) st.status |= kStatusEof;
+  co_return st;
+}
+
+Task<Result<bool>> BlockNode::is_allocated(int64_t offset, int64_t bytes, int64_t* pnum) {
+  Result<BlockStatus> r = co_await block_status(false, offset, bytes);
+  if (!r) co_return std::unexpected(r.error());
+  if (pnum) *pnum = r->pnum;
+  co_return (r->status & kStatusAllocated) != 0;
+}
+
+// ---- Graph and properties ----
+
+BlockNode* BlockNode::backing() const {
+  for (const BdrvChild& c : children_) {
+    if (c.role == ChildRole::kBacking) return c.node.get();
+  }
+  return nullptr;
+}
+
+BlockNode* BlockNode::child(const std::string& name) const {
+  for (const BdrvChild& c : children_) {
+    if (c.name == name) return c.node.get();
+  }
+  return nullptr;
+}
+
+void BlockNode::add_child(std::string name, ChildRole role, std::shared_ptr<BlockNode> node) {
+  for (BdrvChild& c : children_) {
+    if (c.name == name) {
+      c.role = role;
+      c.node = std::move(node);
+      return;
+    }
+  }
+  children_.push_back({std::move(name), role, std::move(node)});
+}
+
+void BlockNode::refresh_limits() {
+  BlockLimits l = driver_limits();
+  l.request_alignment = std::max<uint32_t>(l.request_alignment, 1);
+  l.min_mem_alignment = std::max<uint32_t>(l.min_mem_alignment, 1);
+  l.opt_mem_alignment = std::max(l.opt_mem_alignment, l.min_mem_alignment);
+  // Storage children constrain what this node may send them.
+  for (const BdrvChild& c : children_) {
+    if (!c.node || c.role == ChildRole::kBacking) continue;
+    const BlockLimits& cl = c.node->limits();
+    l.request_alignment = std::max(l.request_alignment, cl.request_alignment);
+    l.min_mem_alignment = std::max(l.min_mem_alignment, cl.min_mem_alignment);
+    l.opt_mem_alignment = std::max(l.opt_mem_alignment, cl.opt_mem_alignment);
+    l.max_transfer = MinNonZero(l.max_transfer, cl.max_transfer);
+  }
+  limits_ = l;
+}
+
+void BlockNode::debug_event(const std::string& event) {
+  if (BlockNode* f = file()) f->debug_event(event);
+}
+
+ImageInfo BlockNode::get_info() {
+  ImageInfo info;
+  info.filename = filename_;
+  info.format = DriverName(driver_);
+  info.virtual_size = size_;
+  info.actual_size = allocated_file_size();
+  info.specific = get_specific_info();
+  return info;
+}
+
+int64_t BlockNode::allocated_file_size() {
+  int64_t sum = 0;
+  bool any = false;
+  for (const BdrvChild& c : children_) {
+    if (!c.node || c.role == ChildRole::kBacking) continue;
+    int64_t n = c.node->allocated_file_size();
+    if (n < 0) return -1;
+    sum += n;
+    any = true;
+  }
+  return any ? sum : -1;
+}
+
+// ---- Driver interface defaults ----
+
+Task<Status> BlockNode::co_pwritev(int64_t, int64_t, IoVector&, uint32_t) {
+  co_return MakeError(ENOTSUP, "Block driver '" + DriverName(driver_) +
+                                   "' does not support writing");
+}
+
+Task<Status> BlockNode::co_pwritev_compressed(int64_t, int64_t, IoVector&) {
+  co_return MakeError(ENOTSUP, "Compression is not supported for this drive");
+}
+
+Task<Status> BlockNode::co_pwrite_zeroes(int64_t, int64_t, uint32_t) {
+  co_return MakeError(ENOTSUP, "Block driver '" + DriverName(driver_) +
+                                   "' does not support write_zeroes");
+}
+
+Task<Status> BlockNode::co_pdiscard(int64_t, int64_t) {
+  co_return MakeError(ENOTSUP, "Block driver '" + DriverName(driver_) +
+                                   "' does not support discard");
+}
+
+Task<Status> BlockNode::co_flush() {
+  for (const BdrvChild& c : children_) {
+    if (c.node) COBLK_CO_RETURN_IF_ERROR(co_await c.node->flush());
+  }
+  co_return OkStatus();
+}
+
+Task<Status> BlockNode::co_truncate(int64_t, bool, PreallocMode) {
+  co_return MakeError(ENOTSUP, "Image format driver does not support resize");
+}
+
+Task<Result<BlockStatus>> BlockNode::co_block_status(bool, int64_t, int64_t bytes) {
+  co_return BlockStatus{kStatusData | kStatusAllocated, bytes, 0, nullptr};
+}
+
+Task<Result<CheckResult>> BlockNode::co_check(bool) {
+  co_return MakeError(ENOTSUP, "This image format does not support checks");
+}
+
+}  // namespace coblk
