@@ -1,0 +1,28 @@
+// Blocking system-call helpers for the file protocol. They run on the
+// ThreadPool, never on the event loop thread, and return 0 or -errno.
+#pragma once
+
+#include <cstdint>
+
+#include "block/block_types.h"
+#include "io/io_vector.h"
+
+namespace coblk::file_proto {
+
+// preadv until done; the part past end of file is zero-filled.
+int BlockingPreadv(int fd, const IoVector& qiov, int64_t offset);
+// pwritev until done; a write that makes no progress is -ENOSPC.
+int BlockingPwritev(int fd, const IoVector& qiov, int64_t offset);
+
+// fallocate(2) that retries EINTR.
+int Fallocate(int fd, int mode, int64_t offset, int64_t len);
+
+// Current length of fd (regular file or block device), or -errno.
+int64_t FileLength(int fd);
+
+// Resizes a regular file like QEMU's raw_regular_truncate: shrinking is only
+// allowed without preallocation; falloc reserves the new range; full writes
+// zeroes over it.
+int TruncateRegular(int fd, int64_t size, PreallocMode prealloc);
+
+}  // namespace coblk::file_proto

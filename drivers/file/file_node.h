@@ -1,0 +1,88 @@
+// FileNode: an open host file or block device (QEMU's file-posix).
+//
+// Two I/O paths:
+//  * native: O_DIRECT requests go through the event loop's shared AioEngine
+//    (libaio), batched into io_submit;
+//  * threads: blocking preadv/pwritev on the ThreadPool (buffered files, or
+//    aio=threads).
+// With O_DIRECT, requests are aligned by the generic layer to the probed
+// alignment; buffers that are not (or have more than IOV_MAX entries) are
+// bounced here. fallocate, fdatasync and ftruncate always use the pool.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+#include "block/block_node.h"
+#include "drivers/file/file_lock.h"
+#include "io/alignment.h"
+
+namespace coblk {
+class AioEngine;
+}
+
+namespace coblk::file_proto {
+
+struct FileConfig {
+  std::string filename;
+  bool direct = true;       // cache.direct
+  bool no_flush = false;    // cache.no-flush
+  bool dsync = false;       // cache=writethrough/directsync: O_DSYNC
+  bool native_aio = true;   // aio=native (needs direct)
+  bool aio_explicit = false;
+  LockMode locking = LockMode::kAuto;
+  bool force_share = false;
+};
+
+class FileNode final : public BlockNode {
+ public:
+  FileNode(const BlockDriver* driver, EventLoop& loop) : BlockNode(driver, loop) {}
+  ~FileNode() override;
+
+  // Opens the file; prints a warning and falls back to buffered I/O where
+  // the filesystem refuses O_DIRECT.
+  Status Open(FileConfig config, bool read_only);
+
+  int64_t allocated_file_size() override;
+  bool has_zero_init() override { return is_regular_; }
+
+  bool direct() const { return config_.direct; }
+  bool native_aio() const { return aio_ != nullptr; }
+
+ protected:
+  Task<Status> co_preadv(int64_t offset, int64_t bytes, IoVector& qiov, uint32_t flags) override;
+  Task<Status> co_pwritev(int64_t offset, int64_t bytes, IoVector& qiov, uint32_t flags) override;
+  Task<Status> co_pwrite_zeroes(int64_t offset, int64_t bytes, uint32_t flags) override;
+  Task<Status> co_pdiscard(int64_t offset, int64_t bytes) override;
+  Task<Status> co_flush() override;
+  Task<Status> co_truncate(int64_t size, bool exact, PreallocMode prealloc) override;
+  Task<Result<BlockStatus>> co_block_status(bool want_zero, int64_t offset,
+                                            int64_t bytes) override;
+  BlockLimits driver_limits() override;
+  Task<void> co_close() override;
+
+ private:
+  Status OpenFd(bool read_only);
+  Status SetupAio();
+  Task<Status> Rw(bool write, int64_t offset, IoVector& qiov);
+  Task<Status> DirectRw(bool write, int64_t offset, IoVector& qiov);
+  Task<Status> PoolRw(bool write, int64_t offset, IoVector& qiov);
+  Task<Status> Fdatasync();
+  int WriteZeroesBlocking(int64_t offset, int64_t bytes, uint32_t flags);
+  int ZeroRangeBlocking(int64_t offset, int64_t bytes);
+  Result<BlockStatus> SeekStatus(int64_t offset, int64_t bytes);
+  void CloseFd();
+
+  FileConfig config_;
+  int fd_ = -1;
+  bool is_regular_ = false;
+  DirectAlignment align_;
+  AioEngine* aio_ = nullptr;
+  // Cleared the first time the filesystem says ENOTSUP (pool threads read them).
+  std::atomic<bool> has_zero_range_{true};
+  std::atomic<bool> has_punch_{true};
+  std::atomic<bool> has_fallocate_{true};
+};
+
+}  // namespace coblk::file_proto
