@@ -1,0 +1,112 @@
+// coblk-io: qemu-io's command-line front end over coblk.
+//
+//   coblk-io [-f fmt] [-n] [-t cache] [-i aio] [-r] [-U] [--image-opts]
+//            [-c 'cmd' ...] [file]
+//
+// Without -c, commands are read from standard input, one per line. The
+// default cache mode is qemu-io's: writethrough (page cache, every write
+// stable on return); -n selects cache=none (O_DIRECT).
+#include <getopt.h>
+
+#include <cstdio>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "io/event_loop.h"
+#include "tools/io_shell.h"
+
+namespace {
+
+void Usage(const char* name) {
+  std::printf(
+      "Usage: %s [OPTIONS]... [-c STRING]... [file]\n"
+      "coblk-io -- a qemu-io compatible block layer exerciser\n"
+      "\n"
+      "  -c, --cmd STRING     execute command with its arguments\n"
+      "                       from the given string\n"
+      "  -f, --format FMT     specifies the block driver to use\n"
+      "  -r, --read-only      export read-only\n"
+      "  -n, --nocache        disable host cache, short for -t none\n"
+      "  -t, --cache=MODE     use the given cache mode for the image\n"
+      "                       (none, writeback, writethrough, directsync, unsafe)\n"
+      "  -i, --aio=MODE       use AIO mode (threads, native)\n"
+      "  -U, --force-share    force shared permissions\n"
+      "  --image-opts         treat file as option string\n"
+      "  -h, --help           display this help and exit\n"
+      "\n"
+      "Commands: see 'help' inside coblk-io.\n",
+      name);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  enum { kImageOpts = 256 };
+  static const option kLong[] = {
+      {"cmd", required_argument, nullptr, 'c'},
+      {"format", required_argument, nullptr, 'f'},
+      {"read-only", no_argument, nullptr, 'r'},
+      {"nocache", no_argument, nullptr, 'n'},
+      {"cache", required_argument, nullptr, 't'},
+      {"aio", required_argument, nullptr, 'i'},
+      {"force-share", no_argument, nullptr, 'U'},
+      {"image-opts", no_argument, nullptr, kImageOpts},
+      {"help", no_argument, nullptr, 'h'},
+      {nullptr, 0, nullptr, 0},
+  };
+  coblk::tools::ImageSpec spec;
+  spec.cache = "writethrough";  // qemu-io's default
+  std::vector<std::string> commands;
+  for (int c; (c = getopt_long(argc, argv, "+c:f:rnt:i:Uh", kLong, nullptr)) != -1;) {
+    switch (c) {
+      case 'c': commands.emplace_back(optarg); break;
+      case 'f': spec.format = optarg; break;
+      case 'r': spec.read_only = true; break;
+      case 'n': spec.cache = "none"; break;
+      case 't': spec.cache = optarg; break;
+      case 'i': spec.aio = optarg; break;
+      case 'U': spec.force_share = true; break;
+      case kImageOpts: spec.image_opts = true; break;
+      case 'h': Usage(argv[0]); return 0;
+      default: Usage(argv[0]); return 1;
+    }
+  }
+  if (argc - optind > 1) {
+    Usage(argv[0]);
+    return 1;
+  }
+  if (spec.image_opts && spec.format.size()) {
+    std::fprintf(stderr, "coblk-io: --image-opts and -f are mutually exclusive\n");
+    return 1;
+  }
+
+  auto loop = coblk::EventLoop::Create();
+  if (!loop) {
+    std::fprintf(stderr, "coblk-io: %s\n", loop.error().ToString().c_str());
+    return 1;
+  }
+  (*loop)->make_current();
+  coblk::tools::ImageSpec open_defaults;
+  open_defaults.cache = "writethrough";
+  int status = 0;
+  {
+    coblk::tools::IoShell shell(**loop, open_defaults);
+    if (optind < argc) {
+      spec.filename = argv[optind];
+      if (!shell.Open(spec)) return 1;
+    }
+    if (commands.empty()) {
+      for (std::string line; std::getline(std::cin, line);) {
+        if (shell.Run(line) < 0) status = 1;
+      }
+    } else {
+      for (const std::string& cmd : commands) {
+        if (shell.Run(cmd) < 0) status = 1;
+      }
+    }
+    shell.Drain();
+  }
+  std::fflush(stdout);
+  return status;
+}

@@ -1,0 +1,40 @@
+// Opening an image the way qemu-io and qemu-img do from their command lines:
+// a filename (probed, or -f FMT), or an --image-opts option string, with a
+// cache mode (-t / -n) and an AIO mode (-i).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "block/block_backend.h"
+#include "io/event_loop.h"
+#include "util/status.h"
+
+namespace coblk::tools {
+
+struct ImageSpec {
+  std::string filename;   // a filename, or an option string with image_opts
+  std::string format;     // -f; empty = probe
+  bool image_opts = false;
+  std::string cache;      // none | writeback | writethrough | directsync | unsafe
+  std::string aio;        // native | threads; empty = driver default
+  bool read_only = false;
+  bool force_share = false;  // -U
+};
+
+// What a cache mode means above the protocol layer: whether every write must
+// be stable on return (QEMU's write-through BlockBackend), done with FUA.
+struct CacheMode {
+  bool direct = true;
+  bool no_flush = false;
+  bool writethrough = false;
+};
+Result<CacheMode> ParseCacheMode(const std::string& mode);
+
+// Builds the option set for spec (exposed for tests and `info`).
+Result<Options> ImageOptions(const ImageSpec& spec);
+
+// Opens spec; warnings (the raw probe warning) go to stderr.
+Result<std::unique_ptr<BlockBackend>> OpenImage(EventLoop& loop, const ImageSpec& spec);
+
+}  // namespace coblk::tools

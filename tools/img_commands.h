@@ -1,0 +1,33 @@
+// coblk-img subcommands. Each takes the arguments after the subcommand name
+// (argv[0] is the subcommand) and returns the process exit status. Adding a
+// subcommand (convert, ...) is one function here and one table row in
+// coblk_img_main.cc.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "block/block_backend.h"
+#include "io/event_loop.h"
+#include "tools/image_open.h"
+
+namespace coblk::tools {
+
+int ImgCreate(int argc, char** argv);
+int ImgInfo(int argc, char** argv);
+int ImgMap(int argc, char** argv);
+int ImgCheck(int argc, char** argv);
+int ImgBench(int argc, char** argv);
+
+// "coblk-img: <message>" on stderr, like qemu-img's error_report.
+void ImgError(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+
+// Creates the event loop and opens spec, reporting failures like qemu-img
+// ("Could not open 'x': ..."). Returns nullptr after printing on failure.
+struct OpenedImage {
+  std::unique_ptr<EventLoop> loop;
+  std::unique_ptr<BlockBackend> blk;
+};
+std::unique_ptr<OpenedImage> ImgOpen(const ImageSpec& spec, bool no_backing = false);
+
+}  // namespace coblk::tools

@@ -1,0 +1,185 @@
+// coblk-img create: qemu-img create's options, messages and output.
+#include <getopt.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "block/block_driver.h"
+#include "block/block_graph.h"
+#include "coroutine/sync_wait.h"
+#include "tools/img_commands.h"
+
+namespace coblk::tools {
+
+namespace {
+
+const char* TypeName(CreateOption::Type t) {
+  switch (t) {
+    case CreateOption::Type::kString: return "str";
+    case CreateOption::Type::kSize: return "size";
+    case CreateOption::Type::kBool: return "bool (on/off)";
+    case CreateOption::Type::kNumber: return "num";
+  }
+  return "str";
+}
+
+// qemu_opts_print_help: sorted by name, help aligned at column 24.
+void PrintCreateHelp(const BlockDriver& drv) {
+  std::vector<CreateOption> opts = drv.create_options();
+  std::sort(opts.begin(), opts.end(),
+            [](const CreateOption& a, const CreateOption& b) { return a.name < b.name; });
+  std::printf("Supported %s options:\n", std::string(drv.format_name()).c_str());
+  for (const CreateOption& o : opts) {
+    std::string line = "  " + o.name + "=<" + TypeName(o.type) + ">";
+    if (!o.help.empty()) {
+      if (line.size() < 24) line.append(24 - line.size(), ' ');
+      line += " - " + o.help;
+    }
+    std::printf("%s\n", line.c_str());
+  }
+  std::printf("\nThe protocol level may support further options.\n"
+              "Specify the target filename to include those options.\n");
+}
+
+bool HasOption(const BlockDriver& drv, const std::string& name) {
+  for (const CreateOption& o : drv.create_options()) {
+    if (o.name == name) return true;
+  }
+  return false;
+}
+
+// "fmt=vmdk size=1048576 compat6=off ...": set values, else defaults, in the
+// driver's order; sizes as plain byte counts.
+std::string DescribeOptions(const BlockDriver& drv, const Options& opts) {
+  std::string out = "fmt=" + std::string(drv.format_name());
+  for (const CreateOption& o : drv.create_options()) {
+    std::optional<std::string> v = opts.peek(o.name);
+    if (!v && !o.default_value.empty()) v = o.default_value;
+    if (!v) continue;
+    if (o.type == CreateOption::Type::kSize) {
+      if (Result<uint64_t> n = ParseSize(*v)) v = std::to_string(*n);
+    }
+    out += " " + o.name + "=" + *v;
+  }
+  return out;
+}
+
+// Without a size, qemu-img takes the backing file's.
+Result<int64_t> BackingSize(const std::string& backing, const std::string& backing_fmt) {
+  auto loop = EventLoop::Create();
+  if (!loop) return std::unexpected(loop.error());
+  (*loop)->make_current();
+  OpenFlags flags;
+  flags.read_only = true;
+  flags.probe_warning = false;
+  Options opts;
+  if (!backing_fmt.empty()) opts.set("driver", backing_fmt);
+  auto blk = BlockBackend::Open(**loop, backing, std::move(opts), flags);
+  if (!blk) return std::unexpected(blk.error());
+  int64_t size = (*blk)->size();
+  (void)(*blk)->close();
+  return size;
+}
+
+}  // namespace
+
+int ImgCreate(int argc, char** argv) {
+  std::string fmt = "raw", backing, backing_fmt, options;
+  bool quiet = false;
+  optind = 0;
+  for (int c; (c = getopt(argc, argv, "+F:b:f:o:qu")) != -1;) {
+    switch (c) {
+      case 'F': backing_fmt = optarg; break;
+      case 'b': backing = optarg; break;
+      case 'f': fmt = optarg; break;
+      case 'o':
+        if (!options.empty()) options += ",";
+        options += optarg;
+        break;
+      case 'q': quiet = true; break;
+      case 'u': break;  // qemu-img's "unsafe: do not open the backing file": nothing to skip
+      default: return 1;
+    }
+  }
+  const BlockDriver* drv = FindFormatDriver(fmt);
+  const bool want_help = options == "help" || options == "?" ||
+                         options.ends_with(",help") || options.ends_with(",?");
+  if (want_help) {
+    if (!drv) {
+      ImgError("Unknown file format '%s'", fmt.c_str());
+      return 1;
+    }
+    PrintCreateHelp(*drv);
+    return 0;
+  }
+  if (optind >= argc) {
+    ImgError("Expecting image file name");
+    return 1;
+  }
+  const std::string filename = argv[optind++];
+  if (!drv) {
+    ImgError("%s: Unknown file format '%s'", filename.c_str(), fmt.c_str());
+    return 1;
+  }
+  Result<Options> opts = options.empty() ? Result<Options>(Options()) : Options::Parse(options);
+  if (!opts) {
+    ImgError("Invalid option list: %s", options.c_str());
+    return 1;
+  }
+  if (optind < argc) {
+    Result<uint64_t> size = ParseSize(argv[optind++]);
+    if (!size || *size > static_cast<uint64_t>(INT64_MAX)) {
+      ImgError("Invalid image size specified. You may use k, M, G, T, P or E suffixes for");
+      ImgError("kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.");
+      return 1;
+    }
+    opts->set("size", std::to_string(*size));
+  }
+  if (optind < argc) {
+    ImgError("Unexpected argument: %s", argv[optind]);
+    return 1;
+  }
+  if (!backing.empty()) {
+    if (!HasOption(*drv, "backing_file")) {
+      ImgError("%s: Backing file not supported for file format '%s'", filename.c_str(),
+               fmt.c_str());
+      return 1;
+    }
+    opts->set("backing_file", backing);
+    if (!backing_fmt.empty()) opts->set("backing_fmt", backing_fmt);
+  }
+  if (!opts->has("size")) {
+    if (backing.empty()) {
+      ImgError("%s: Image creation needs a size parameter", filename.c_str());
+      return 1;
+    }
+    Result<int64_t> size = BackingSize(backing, backing_fmt);
+    if (!size) {
+      ImgError("%s: Could not open backing image: %s", filename.c_str(),
+               size.error().ToString().c_str());
+      return 1;
+    }
+    opts->set("size", std::to_string(*size));
+  }
+
+  if (!quiet) {
+    std::printf("Formatting '%s', %s\n", filename.c_str(), DescribeOptions(*drv, *opts).c_str());
+    std::fflush(stdout);
+  }
+  auto loop = EventLoop::Create();
+  if (!loop) {
+    ImgError("%s", loop.error().ToString().c_str());
+    return 1;
+  }
+  (*loop)->make_current();
+  Status s = sync_wait(**loop, CreateImage(**loop, fmt, filename, *opts));
+  if (!s) {
+    ImgError("%s: %s", filename.c_str(), s.error().ToString().c_str());
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace coblk::tools

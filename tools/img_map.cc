@@ -1,0 +1,169 @@
+// coblk-img map: qemu-img map's human and JSON output, walking the backing
+// chain layer by layer to report each extent's depth.
+#include <getopt.h>
+
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "coroutine/sync_wait.h"
+#include "tools/img_commands.h"
+
+namespace coblk::tools {
+
+namespace {
+
+struct MapEntry {
+  int64_t start = 0;
+  int64_t length = 0;
+  bool data = false;
+  bool zero = false;
+  bool present = false;
+  bool has_offset = false;
+  int64_t offset = 0;
+  int64_t depth = 0;
+  std::string filename;  // empty: none
+};
+
+// qemu-img's get_block_status: the first layer that says data or zero wins.
+Task<Result<MapEntry>> GetBlockStatus(BlockNode* node, int64_t offset, int64_t bytes) {
+  int64_t depth = 0;
+  BlockStatus st;
+  for (;;) {
+    Result<BlockStatus> r = co_await node->block_status(true, offset, bytes);
+    if (!r) co_return std::unexpected(r.error());
+    st = *r;
+    if (st.pnum <= 0) co_return MakeError(EIO, "block status made no progress");
+    bytes = st.pnum;
+    if (st.status & (kStatusZero | kStatusData)) break;
+    node = node->backing();
+    if (!node) {
+      st.status = 0;
+      break;
+    }
+    depth++;
+  }
+  MapEntry e;
+  e.start = offset;
+  e.length = bytes;
+  e.data = st.status & kStatusData;
+  e.zero = st.status & kStatusZero;
+  e.present = st.status & kStatusAllocated;
+  e.has_offset = st.status & kStatusOffsetValid;
+  e.offset = st.map;
+  e.depth = depth;
+  if (st.file && e.has_offset) e.filename = st.file->filename();
+  co_return e;
+}
+
+bool Mergeable(const MapEntry& a, const MapEntry& b) {
+  if (a.length == 0) return false;
+  if (a.zero != b.zero || a.data != b.data || a.depth != b.depth || a.present != b.present ||
+      a.filename.empty() != b.filename.empty() || a.has_offset != b.has_offset) {
+    return false;
+  }
+  if (a.filename != b.filename) return false;
+  if (a.has_offset && a.offset + a.length != b.offset) return false;
+  return true;
+}
+
+bool DumpEntry(bool json, const MapEntry& e, MapEntry* next) {
+  if (json) {
+    std::printf("{ \"start\": %" PRId64 ", \"length\": %" PRId64 ", \"depth\": %" PRId64
+                ", \"present\": %s, \"zero\": %s, \"data\": %s",
+                e.start, e.length, e.depth, e.present ? "true" : "false",
+                e.zero ? "true" : "false", e.data ? "true" : "false");
+    if (e.has_offset) std::printf(", \"offset\": %" PRId64, e.offset);
+    std::putchar('}');
+    if (next) std::puts(",");
+    return true;
+  }
+  if (e.data && !e.has_offset) {
+    ImgError("File contains external, encrypted or compressed clusters.");
+    return false;
+  }
+  if (e.data && !e.zero) {
+    std::printf("%#-16" PRIx64 "%#-16" PRIx64 "%#-16" PRIx64 "%s\n",
+                static_cast<uint64_t>(e.start), static_cast<uint64_t>(e.length),
+                static_cast<uint64_t>(e.offset), e.filename.c_str());
+  }
+  // The human format ignores 0 vs ZERO vs ZERO|DATA; merge more.
+  if (next && (!next->data || next->zero)) {
+    next->data = false;
+    next->zero = true;
+  }
+  return true;
+}
+
+}  // namespace
+
+int ImgMap(int argc, char** argv) {
+  enum { kOutput = 256, kImageOpts };
+  static const option kLong[] = {
+      {"help", no_argument, nullptr, 'h'},
+      {"format", required_argument, nullptr, 'f'},
+      {"output", required_argument, nullptr, kOutput},
+      {"image-opts", no_argument, nullptr, kImageOpts},
+      {"force-share", no_argument, nullptr, 'U'},
+      {nullptr, 0, nullptr, 0},
+  };
+  ImageSpec spec;
+  spec.read_only = true;
+  std::string output = "human";
+  optind = 0;
+  for (int c; (c = getopt_long(argc, argv, "+f:hU", kLong, nullptr)) != -1;) {
+    switch (c) {
+      case 'f': spec.format = optarg; break;
+      case 'U': spec.force_share = true; break;
+      case kOutput: output = optarg; break;
+      case kImageOpts: spec.image_opts = true; break;
+      case 'h':
+      default:
+        std::fprintf(stderr, "usage: coblk-img map [-f fmt] [--output=ofmt] [-U] "
+                             "[--image-opts] filename\n");
+        return 1;
+    }
+  }
+  if (output != "human" && output != "json") {
+    ImgError("--output must be used with human or json as argument.");
+    return 1;
+  }
+  if (optind != argc - 1) {
+    ImgError("Expecting one image file name");
+    return 1;
+  }
+  spec.filename = argv[optind];
+  auto img = ImgOpen(spec);
+  if (!img) return 1;
+  const bool json = output == "json";
+  BlockNode* root = &img->blk->node();
+  const int64_t length = root->size();
+
+  if (json) {
+    std::putchar('[');
+  } else {
+    std::printf("%-16s%-16s%-16s%s\n", "Offset", "Length", "Mapped to", "File");
+  }
+  MapEntry curr;
+  while (curr.start + curr.length < length) {
+    const int64_t offset = curr.start + curr.length;
+    const int64_t n = std::min<int64_t>(int64_t{1} << 30, length - offset);  // as qemu-img
+    Result<MapEntry> next = sync_wait(*img->loop, GetBlockStatus(root, offset, n));
+    if (!next) {
+      ImgError("Could not read file metadata: %s", std::strerror(next.error().errnum()));
+      return 1;
+    }
+    if (Mergeable(curr, *next)) {
+      curr.length += next->length;
+      continue;
+    }
+    if (curr.length > 0 && !DumpEntry(json, curr, &*next)) return 1;
+    curr = *next;
+  }
+  if (!DumpEntry(json, curr, nullptr)) return 1;
+  if (json) std::puts("]");
+  return 0;
+}
+
+}  // namespace coblk::tools
