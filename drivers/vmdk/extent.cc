@@ -70,6 +70,7 @@ Task<Result<std::unique_ptr<Extent>>> Extent::OpenVmdk4(BlockNode* file, bool re
   if (!sector) co_return std::unexpected(sector.error());
   auto header = Vmdk4Header::Decode(*sector);
   if (!header) co_return std::unexpected(header.error());
+  const Sector header_sector = *sector;
 
   std::optional<Vmdk4Header> footer;
   if (NeedsFooter(*header)) {
@@ -93,6 +94,7 @@ Task<Result<std::unique_ptr<Extent>>> Extent::OpenVmdk4(BlockNode* file, bool re
   e->layout_ = *layout;
   e->sectors_ = layout->sectors;
   e->type_name_ = "SPARSE";
+  e->header_sector_ = footer ? footer->Encode() : header_sector;
   COBLK_CO_RETURN_IF_ERROR(co_await e->load_directories(cache_bytes));
   co_return e;
 }
@@ -170,9 +172,12 @@ Task<Status> Extent::load_directories(uint64_t cache_bytes) {
     if (!st)
       co_return MakeError(st.error().errnum(), "Could not read l1 backup table from extent '" +
                                                    file_->filename() + "'");
+    backup_directory_.resize(layout_.l1_size);
+    for (uint32_t i = 0; i < layout_.l1_size; ++i)
+      backup_directory_[i] = LoadLe32(backup, size_t{i} * 4);
     for (uint32_t i = 0; i < layout_.l1_size; ++i) {
       uint32_t primary = static_cast<uint32_t>(directory_[i]);
-      uint32_t redundant = LoadLe32(backup, size_t{i} * 4);
+      uint32_t redundant = static_cast<uint32_t>(backup_directory_[i]);
       // Both zero or both non-zero is consistent: the tables live apart.
       if ((primary == 0) != (redundant == 0)) {
         rgd_mismatch_ = StrFormat("grain directory entry %" PRIu32
@@ -318,26 +323,29 @@ Task<Status> Extent::read_compressed(const GrainMapping& m, uint64_t offset_in_g
   std::vector<uint8_t> raw(want);
   COBLK_CO_RETURN_IF_ERROR(co_await file_->pread(static_cast<int64_t>(m.grain_offset), raw.data(),
                                                  static_cast<int64_t>(want)));
-  auto data = DecompressGrain(raw, layout_.has_marker, grain);
-  if (!data) co_return std::unexpected(data.error());
-  if (offset_in_grain + qiov.size() > data->size())
-    co_return MakeError(EINVAL, "Compressed grain shorter than the request");
-  qiov.copy_from(0, data->data() + offset_in_grain, qiov.size());
+  // The last grain of a disk whose size is not a multiple of the grain
+  // inflates to less than a grain: only the requested range must be there
+  // (QEMU: offset_in_cluster + bytes <= inflated length).
+  std::vector<uint8_t> data(grain);
+  auto n = DecompressGrain(raw, layout_.has_marker, data, offset_in_grain + qiov.size());
+  if (!n) co_return std::unexpected(n.error());
+  qiov.copy_from(0, data.data() + offset_in_grain, qiov.size());
   co_return OkStatus();
 }
 
-// Mirrors QEMU's vmdk_get_extent_info: cluster-size only for sparse
-// extents, compressed only when true.
+// Mirrors QEMU's vmdk_get_extent_info (and its key order): cluster-size
+// only for sparse extents, compressed only when true, format = the extent
+// line's type (empty for a monolithic file, which has no extent line).
 InfoTree Extent::info() const {
   InfoTree t;
-  t.values.emplace_back("filename", file_ ? file_->filename() : "");
-  t.values.emplace_back("format", type_name_);
   t.values.emplace_back("virtual-size", std::to_string(bytes()));
+  t.values.emplace_back("filename", file_ ? file_->filename() : "");
   if (kind_ == ExtentKind::kSparse) {
     t.values.emplace_back("cluster-size", std::to_string(layout_.cluster_bytes()));
     if (layout_.compressed) t.values.emplace_back("compressed", "true");
-    if (!rgd_mismatch_.empty()) t.values.emplace_back("redundant-gd-mismatch", rgd_mismatch_);
   }
+  t.values.emplace_back("format", type_name_);
+  if (!rgd_mismatch_.empty()) t.values.emplace_back("redundant-gd-mismatch", rgd_mismatch_);
   return t;
 }
 

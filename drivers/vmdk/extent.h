@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "block/block_node.h"
@@ -63,6 +65,53 @@ class Extent {
   // allocated grain into qiov.
   Task<Status> read_allocated(const GrainMapping& m, uint64_t offset, IoVector& qiov);
 
+  // ---- Write side (extent_write.cc) ----
+
+  // Prepares a sparse extent for writing: the append point, the metadata
+  // map used to refuse writes over metadata, and for stream-layout
+  // (streamOptimized with the grain directory at the end) all grain tables
+  // in memory, since their on-disk copies are only written at flush.
+  Task<Status> enable_writes(bool extent_writable);
+  bool writable() const { return writable_; }
+  bool stream_layout() const { return stream_layout_; }
+
+  // Allocating writes of one grain serialise on that grain; everything else
+  // (other grains, overwrites of allocated grains) runs in parallel.
+  class GrainLock {
+   public:
+    GrainLock() = default;
+    GrainLock(Extent* e, uint64_t grain) : extent_(e), grain_(grain) {}
+    GrainLock(GrainLock&& o) noexcept : extent_(std::exchange(o.extent_, nullptr)), grain_(o.grain_) {}
+    GrainLock& operator=(GrainLock&&) = delete;
+    ~GrainLock();
+
+   private:
+    Extent* extent_ = nullptr;
+    uint64_t grain_ = 0;
+  };
+  Task<GrainLock> lock_grain(uint64_t grain_index);
+
+  // Reserves `bytes` (rounded up to sectors) at the end of the extent file.
+  Result<uint64_t> allocate(uint64_t bytes);
+  // Refuses in-place writes over the header, descriptor, grain directories,
+  // grain tables or past the end of the file (hostile or corrupt entries).
+  Status check_data_target(uint64_t file_offset, uint64_t bytes) const;
+  // Whether the grain table for this offset exists (a GD entry of 0 cannot
+  // take an allocation without a new table).
+  Status check_can_allocate(uint64_t offset) const;
+
+  // Points the grain-table entry for `offset` at `value` (sector number or
+  // kGteZeroed). Waits until the entry is on disk — after a flush that makes
+  // the grain's data durable first — or, for stream layout, until it is in
+  // the in-memory tables. Concurrent updates share one flush.
+  Task<Status> update_entry(uint64_t offset, uint32_t value);
+
+  // Stream layout: writes grain tables, grain directory, footer and
+  // end-of-stream marker after the last grain if anything changed.
+  Task<Status> write_stream_tail();
+  // Waits for metadata commits in progress.
+  Task<void> drain_updates();
+
   // Facts for `info`.
   InfoTree info() const;
   const GrainTableCache* cache() const { return cache_.get(); }
@@ -88,6 +137,15 @@ class Extent {
 
   Task<Status> read_compressed(const GrainMapping& m, uint64_t offset_in_grain, IoVector& qiov);
 
+  struct EntryUpdate {
+    uint32_t l1;
+    uint32_t l2;
+    uint32_t value;
+  };
+  Task<Status> commit_batch(std::vector<EntryUpdate> batch);
+  Task<Status> write_table_sectors(uint32_t l1, const uint8_t* table, uint64_t first_sector,
+                                   uint64_t last_sector);
+
   ExtentKind kind_ = ExtentKind::kFlat;
   BlockNode* file_ = nullptr;
   uint64_t sectors_ = 0;
@@ -97,6 +155,25 @@ class Extent {
   std::vector<uint64_t> directory_;  // decoded grain directory entries
   std::unique_ptr<GrainTableCache> cache_;
   std::string rgd_mismatch_;
+  Sector header_sector_{};           // as read at open (VMDK4)
+
+  // Write state.
+  bool writable_ = false;
+  bool stream_layout_ = false;
+  bool stream_dirty_ = false;
+  uint64_t append_sector_ = 0;       // next free sector in the file
+  std::vector<uint64_t> backup_directory_;  // redundant GD entries (sectors)
+  struct Range {
+    uint64_t begin, end;             // bytes
+  };
+  std::vector<Range> metadata_;      // sorted, for check_data_target
+  std::unordered_map<uint64_t, std::unique_ptr<CoQueue>> grain_locks_;
+  std::vector<EntryUpdate> pending_updates_;
+  bool committing_ = false;
+  uint64_t next_batch_ = 0;          // id of the batch taking new updates
+  uint64_t committed_batches_ = 0;   // batches [0, committed) are done
+  std::unordered_map<uint64_t, Error> batch_errors_;
+  CoQueue commit_waiters_;
 };
 
 }  // namespace coblk::vmdk

@@ -75,6 +75,21 @@ Task<Result<uint8_t*>> GrainTableCache::get(uint32_t index, BlockNode& file,
   }
 }
 
+uint8_t* GrainTableCache::install(uint32_t index) {
+  if (uint8_t* t = lookup(index)) return t;
+  if (slot_of_[index] >= 0) return nullptr;  // being loaded
+  int32_t victim = pick_victim();
+  if (victim < 0) return nullptr;
+  Slot& slot = slots_[static_cast<size_t>(victim)];
+  if (slot.index >= 0) slot_of_[static_cast<size_t>(slot.index)] = -1;
+  if (!slot.data) slot.data = std::make_unique<uint8_t[]>(table_bytes_);
+  std::fill_n(slot.data.get(), table_bytes_, 0);
+  slot.index = index;
+  slot.referenced = true;
+  slot_of_[index] = victim;
+  return slot.data.get();
+}
+
 GrainTableCache::Pin::Pin(GrainTableCache* c, uint32_t index) : cache_(c) {
   slot_ = c->slot_of_[index];
   if (slot_ >= 0)

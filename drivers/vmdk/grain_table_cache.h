@@ -45,6 +45,10 @@ class GrainTableCache {
   // loading it if needed. Counts hits and misses.
   Task<Result<uint8_t*>> get(uint32_t index, BlockNode& file, uint64_t file_offset);
 
+  // Puts a zero-filled table for `index` in the cache without reading it
+  // (a table that exists only in memory). nullptr if no slot is free.
+  uint8_t* install(uint32_t index);
+
   // Keeps a cached table from being evicted while alive.
   class Pin {
    public:

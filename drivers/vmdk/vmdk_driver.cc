@@ -5,6 +5,7 @@
 
 #include "block/block_driver.h"
 #include "drivers/vmdk/format.h"
+#include "drivers/vmdk/vmdk_create.h"
 #include "drivers/vmdk/vmdk_open.h"
 
 namespace coblk::vmdk {
@@ -16,6 +17,10 @@ class VmdkDriver final : public BlockDriver {
     return ProbeScore(first_bytes);
   }
   bool supports_backing() const override { return true; }
+  const std::vector<CreateOption>& create_options() const override { return VmdkCreateOptions(); }
+  Task<Status> co_create(const std::string& filename, Options& opts, EventLoop& loop) const override {
+    return CreateVmdk(filename, opts, loop);
+  }
   Task<Result<std::shared_ptr<BlockNode>>> open(OpenContext& ctx) const override {
     return OpenVmdk(this, ctx);
   }

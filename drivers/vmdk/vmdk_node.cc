@@ -104,7 +104,8 @@ Task<Status> VmdkNode::co_preadv(int64_t offset, int64_t bytes, IoVector& qiov, 
 // As QEMU's vmdk_co_block_status, one grain at a time (a flat extent is
 // one grain): unallocated = 0, zeroed grain = ZERO, data = DATA with the
 // file offset unless the grain is compressed.
-Task<Result<BlockStatus>> VmdkNode::co_block_status(bool, int64_t offset, int64_t bytes) {
+Task<Result<BlockStatus>> VmdkNode::co_block_status(bool want_zero, int64_t offset,
+                                                    int64_t bytes) {
   const uint64_t pos = static_cast<uint64_t>(offset);
   Extent* e = find_extent(pos);
   if (!e) co_return MakeError(EIO, "Offset beyond the last extent");
@@ -128,6 +129,19 @@ Task<Result<BlockStatus>> VmdkNode::co_block_status(bool, int64_t offset, int64_
         s.status |= kStatusOffsetValid;
         s.map = static_cast<int64_t>(m->grain_offset + in_grain);
       }
+      // QEMU's BDRV_BLOCK_RECURSE for flat extents: holes in the extent
+      // file read as zeroes (the generic layer only looks into "file").
+      if (want_zero && e->kind() == ExtentKind::kFlat && e->file() != file()) {
+        auto fs = co_await e->file()->block_status(true, s.map, s.pnum);
+        if (fs) {
+          if ((fs->status & kStatusEof) && (fs->pnum == 0 || (fs->status & kStatusZero))) {
+            s.status |= kStatusZero;
+          } else {
+            s.pnum = fs->pnum;
+            s.status |= fs->status & kStatusZero;
+          }
+        }
+      }
       break;
   }
   co_return s;
@@ -135,6 +149,15 @@ Task<Result<BlockStatus>> VmdkNode::co_block_status(bool, int64_t offset, int64_
 
 Task<Status> VmdkNode::co_flush() {
   Status result;
+  // Table updates still being committed, then stream tails, then the files.
+  for (const auto& e : extents_) {
+    if (e->kind() != ExtentKind::kSparse || !e->writable()) continue;
+    co_await e->drain_updates();
+    if (e->stream_layout()) {
+      Status st = co_await e->write_stream_tail();
+      if (!st && result) result = st;
+    }
+  }
   for (const auto& c : children_) {
     if (c.role == ChildRole::kBacking) continue;
     Status st = co_await c.node->flush();

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "block/block_node.h"
+#include "coroutine/co_mutex.h"
 #include "drivers/vmdk/descriptor.h"
 #include "drivers/vmdk/extent.h"
 
@@ -26,6 +27,13 @@ class VmdkNode final : public BlockNode {
   std::string parent_file_name_hint;
   std::vector<std::pair<std::string, std::string>> ddb;
 
+  // Where the descriptor lives, for the CID update on first write: a
+  // standalone descriptor file (rewritten whole) or the area embedded in a
+  // sparse extent (rewritten in place, never beyond its sectors).
+  BlockNode* descriptor_file = nullptr;
+  uint64_t descriptor_offset = 0;
+  uint64_t descriptor_capacity = 0;  // 0 = standalone file
+
   ImageInfo get_info() override;
   InfoTree get_specific_info() override;
   int64_t allocated_file_size() override;
@@ -35,6 +43,9 @@ class VmdkNode final : public BlockNode {
  protected:
   Task<Status> co_preadv(int64_t offset, int64_t bytes, IoVector& qiov, uint32_t flags) override;
   Task<Result<BlockStatus>> co_block_status(bool want_zero, int64_t offset, int64_t bytes) override;
+  Task<Status> co_pwritev(int64_t offset, int64_t bytes, IoVector& qiov, uint32_t flags) override;
+  Task<Status> co_pwritev_compressed(int64_t offset, int64_t bytes, IoVector& qiov) override;
+  Task<Status> co_pwrite_zeroes(int64_t offset, int64_t bytes, uint32_t flags) override;
   Task<Status> co_flush() override;
   Task<Result<CheckResult>> co_check(bool fix) override;
   BlockLimits driver_limits() override;
@@ -49,8 +60,21 @@ class VmdkNode final : public BlockNode {
   // this image was made from.
   bool parent_cid_valid();
 
+  // ---- write side (vmdk_write.cc) ----
+  // Writes [pos, pos+n) inside one grain (or one flat extent piece).
+  Task<Status> write_piece(Extent& e, uint64_t in_extent, uint64_t n, IoVector& data);
+  // Allocates a whole grain: old content (backing or zeros) merged with the
+  // new bytes, written in one request, then its table entry committed.
+  Task<Status> allocate_grain(Extent& e, uint64_t in_extent, uint64_t n, IoVector& data,
+                              GrainMapping::State old_state);
+  // QEMU's vmdk_write_cid: a new CID once per open, before the first write.
+  Task<Status> update_cid_once();
+  Task<Status> zero_grain(Extent& e, uint64_t in_extent);
+
   std::vector<std::unique_ptr<Extent>> extents_;
   bool cid_checked_ = false;
+  bool cid_updated_ = false;
+  CoMutex cid_lock_;
 };
 
 }  // namespace coblk::vmdk

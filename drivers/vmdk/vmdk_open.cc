@@ -71,16 +71,21 @@ Task<Result<std::unique_ptr<Extent>>> OpenExtentLine(OpenContext& ctx, VmdkNode&
   BlockNode* file = child->get();
   node.add_child(child_name, ChildRole::kData, std::move(*child));
 
-  if (IsFlatType(line.type))
-    co_return Extent::Flat(file, line.sectors, line.offset, ExtentTypeName(line.type));
+  const bool extent_rw = line.access == ExtentAccess::kReadWrite;
+  if (IsFlatType(line.type)) {
+    auto flat = Extent::Flat(file, line.sectors, line.offset, ExtentTypeName(line.type));
+    if (s.read_write) COBLK_CO_RETURN_IF_ERROR(co_await flat->enable_writes(extent_rw));
+    co_return flat;
+  }
   // SPARSE/VMFSSPARSE hold VMDK4 or VMDK3 headers; SESPARSE its own. As in
   // QEMU, a sparse extent's size comes from its header.
-  const bool rw = s.read_write && line.access == ExtentAccess::kReadWrite;
+  const bool rw = s.read_write && extent_rw;
   auto e = co_await Extent::OpenSparse(file, rw, s.cache_bytes);
   if (!e) co_return std::unexpected(e.error());
   if (line.type == ExtentType::kSeSparse && (*e)->layout().format != ExtentFormat::kSeSparse)
     co_return MakeError(EINVAL, "Extent '" + *path + "' is not a seSparse file");
   (*e)->set_type_name(ExtentTypeName(line.type));
+  if (s.read_write) COBLK_CO_RETURN_IF_ERROR(co_await (*e)->enable_writes(extent_rw));
   co_return std::move(*e);
 }
 
@@ -113,10 +118,25 @@ Task<Status> OpenMonolithic(OpenContext& ctx, VmdkNode& node, BlockNode& file, u
     if (auto wrapped = WrappedDescriptorOffset(*h)) {
       auto text = co_await ReadDescriptorText(file, *wrapped * kSectorSize, kMaxDescriptorBytes);
       if (!text) co_return std::unexpected(text.error());
+      node.descriptor_file = &file;
+      node.descriptor_offset = *wrapped * kSectorSize;
+      node.descriptor_capacity = std::min<uint64_t>(h->desc_size * kSectorSize, kMaxDescriptorBytes);
       co_return co_await OpenDescriptorFile(ctx, node, *text, file.filename(), s);
     }
     auto range = Vmdk4DescriptorRange(*h, static_cast<uint64_t>(file.size()));
     if (range && range->length) {
+      // The CID rewrite stays inside the header's own descriptor area
+      // (QEMU always writes 10 KiB, over whatever follows a smaller area).
+      uint64_t area_offset = 0;
+      const uint64_t area_bytes = h->desc_size * kSectorSize;  // checked below
+      if (h->desc_offset != 0 && h->desc_size != 0 &&
+          h->desc_size <= kMaxDescriptorBytes / kSectorSize &&
+          CheckedMul(h->desc_offset, kSectorSize, &area_offset) &&
+          area_offset < static_cast<uint64_t>(file.size())) {
+        node.descriptor_file = &file;
+        node.descriptor_offset = area_offset;
+        node.descriptor_capacity = area_bytes;
+      }
       auto text = co_await ReadDescriptorText(file, range->offset, range->length);
       if (!text) co_return std::unexpected(text.error());
       auto d = ParseDescriptor(*text);
@@ -127,14 +147,15 @@ Task<Status> OpenMonolithic(OpenContext& ctx, VmdkNode& node, BlockNode& file, u
   }
   auto e = co_await Extent::OpenSparse(&file, s.read_write, s.cache_bytes);
   if (!e) co_return std::unexpected(e.error());
+  (*e)->set_type_name("");  // no extent line names a type
   if (magic == kVmdk3Magic) {
-    (*e)->set_type_name("VMFSSPARSE");
     node.create_type = "vmfsSparse";
   } else if ((*e)->layout().format == ExtentFormat::kSeSparse) {
     node.create_type = "seSparse";
   } else {
     node.create_type = (*e)->compressed() ? "streamOptimized" : "monolithicSparse";
   }
+  if (s.read_write) COBLK_CO_RETURN_IF_ERROR(co_await (*e)->enable_writes(true));
   node.add_extent(std::move(*e));
   co_return OkStatus();
 }
@@ -184,8 +205,14 @@ Task<Result<std::shared_ptr<BlockNode>>> OpenVmdk(const BlockDriver* driver, Ope
   } else {
     auto text = co_await ReadDescriptorText(f, 0, kMaxDescriptorBytes);
     if (!text) co_return std::unexpected(text.error());
+    node->descriptor_file = &f;
     st = co_await OpenDescriptorFile(ctx, *node, *text, f.filename(), s);
   }
+  // QEMU's BDRV_MAX_LENGTH (INT64_MAX aligned down to 1 GiB): larger disks
+  // overflow the generic layer's alignment arithmetic.
+  constexpr int64_t kMaxDiskBytes = INT64_MAX & ~((int64_t{1} << 30) - 1);
+  if (st && node->size() > kMaxDiskBytes)
+    st = MakeError(EFBIG, "Image size too big: " + std::to_string(node->size()) + " bytes");
   if (st) st = co_await OpenBacking(ctx, *node);
   if (!st) {
     co_await node->close();

@@ -330,10 +330,10 @@ TEST(Generate, FlatSplitLsilogicBacking) {
 }
 
 TEST(Generate, RoundTripThroughParser) {
-  DescriptorSpec s;
+  DescriptorSpec s{};
   s.cid = 0xdeadbeef;
   s.parent_cid = 0x1234;
-  s.parent_file_name_hint = "../base.vmdk";
+  s.parent_file_name_hint.emplace("../base.vmdk");
   s.subformat = Subformat::kTwoGbMaxExtentSparse;
   s.size_bytes = 3LL << 30;
   s.extents = {{2LL << 30, "x-s001.vmdk"}, {1LL << 30, "x-s002.vmdk"}};
@@ -344,7 +344,8 @@ TEST(Generate, RoundTripThroughParser) {
   ASSERT_TRUE(d) << d.error().message();
   EXPECT_EQ(d->cid, s.cid);
   EXPECT_EQ(d->parent_cid, s.parent_cid);
-  EXPECT_EQ(d->parent_file_name_hint, s.parent_file_name_hint);
+  ASSERT_TRUE(d->parent_file_name_hint.has_value());
+  EXPECT_EQ(*d->parent_file_name_hint, "../base.vmdk");
   EXPECT_EQ(d->create_type, "twoGbMaxExtentSparse");
   EXPECT_TRUE(CheckDescriptorFileCreateType(d->create_type));
   ASSERT_EQ(d->extents.size(), 2u);

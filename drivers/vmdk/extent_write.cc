@@ -1,0 +1,274 @@
+// Write-side state of an extent: append-point allocation, per-grain locks,
+// the metadata map that keeps guest data off metadata, and grain-table
+// updates batched behind one flush.
+//
+// Crash-safety ordering (the invariant: an on-disk grain-table entry only
+// ever points at a grain whose data is already on disk):
+//   1. the grain's data is written to newly allocated space;
+//   2. update_entry() queues the table entry; one committer takes every
+//      queued entry as a batch and flushes the file (fdatasync), making the
+//      data of every grain in the batch durable;
+//   3. only then are the table sectors (and their redundant copies) written
+//      and the in-memory table updated; the writers are acknowledged.
+// A crash before 3 leaks the new grains (unreferenced space, as in QEMU)
+// but never exposes unwritten data. Data acknowledged before a successful
+// flush() is durable: flush() waits for commits in progress, then flushes.
+// Stream-layout extents keep all tables in memory and write them, with the
+// grain directory, footer and end-of-stream marker, after the last grain on
+// each flush() (the streamOptimized layout ESXi and ovftool expect).
+#include <algorithm>
+#include <cinttypes>
+
+#include "drivers/vmdk/bytes.h"
+#include "drivers/vmdk/compressed.h"
+#include "drivers/vmdk/extent.h"
+#include "drivers/vmdk/strfmt.h"
+
+namespace coblk::vmdk {
+
+namespace {
+
+// A directory entry whose table lives only in memory (stream layout).
+constexpr uint64_t kInMemoryTable = UINT64_MAX;
+
+uint64_t SectorsFor(uint64_t bytes) { return (bytes + kSectorSize - 1) / kSectorSize; }
+
+}  // namespace
+
+Extent::GrainLock::~GrainLock() {
+  if (!extent_) return;
+  auto it = extent_->grain_locks_.find(grain_);
+  std::unique_ptr<CoQueue> waiters = std::move(it->second);
+  extent_->grain_locks_.erase(it);
+  waiters->notify_all();  // they re-check the map and one takes the lock
+}
+
+Task<Extent::GrainLock> Extent::lock_grain(uint64_t grain_index) {
+  for (;;) {
+    auto it = grain_locks_.find(grain_index);
+    if (it == grain_locks_.end()) break;
+    co_await it->second->wait();
+  }
+  grain_locks_.emplace(grain_index, std::make_unique<CoQueue>());
+  co_return GrainLock(this, grain_index);
+}
+
+Task<Status> Extent::enable_writes(bool extent_writable) {
+  writable_ = extent_writable && kind_ != ExtentKind::kZero;
+  if (!writable_ || kind_ != ExtentKind::kSparse) co_return OkStatus();
+  if (layout_.format != ExtentFormat::kVmdk4) {
+    writable_ = false;  // VMDK3 and seSparse are read-only, as in QEMU
+    co_return OkStatus();
+  }
+  const uint64_t file_size = static_cast<uint64_t>(file_->size());
+  // Compressed grains are packed; uncompressed ones stay grain-aligned.
+  append_sector_ = layout_.compressed ? SectorsFor(file_size) : layout_.next_cluster_sector;
+
+  // Everything that is not guest data: header and descriptor area before the
+  // first grain, both directories and every table they point at.
+  metadata_.push_back({0, std::max<uint64_t>(kSectorSize, layout_.grain_start_sector * kSectorSize)});
+  const uint64_t gd_bytes = layout_.l1_table_bytes(), gt_bytes = layout_.l2_table_bytes();
+  if (gd_bytes) metadata_.push_back({layout_.l1_table_offset, layout_.l1_table_offset + gd_bytes});
+  if (layout_.l1_backup_offset)
+    metadata_.push_back({layout_.l1_backup_offset, layout_.l1_backup_offset + gd_bytes});
+  auto add_tables = [&](const std::vector<uint64_t>& dir) {
+    for (uint64_t entry : dir)
+      if (entry != 0 && entry < (uint64_t{1} << 32))
+        metadata_.push_back({entry * kSectorSize, entry * kSectorSize + gt_bytes});
+  };
+  add_tables(directory_);
+  add_tables(backup_directory_);
+  std::sort(metadata_.begin(), metadata_.end(),
+            [](const Range& a, const Range& b) { return a.begin < b.begin; });
+
+  stream_layout_ = layout_.compressed && layout_.gd_at_end;
+  if (stream_layout_) {
+    // Every table must stay in memory until the tail is written.
+    cache_ = std::make_unique<GrainTableCache>(layout_.l1_size, static_cast<uint32_t>(gt_bytes),
+                                               std::max<uint32_t>(1, layout_.l1_size));
+    for (uint32_t i = 0; i < layout_.l1_size; ++i) {
+      if (directory_[i] == 0) continue;
+      auto at = table_offset(i);
+      if (!at) co_return std::unexpected(at.error());
+      auto t = co_await cache_->get(i, *file_, *at);
+      if (!t) co_return std::unexpected(t.error());
+      directory_[i] = kInMemoryTable;
+    }
+  }
+  co_return OkStatus();
+}
+
+Result<uint64_t> Extent::allocate(uint64_t bytes) {
+  const uint64_t sectors = SectorsFor(bytes);
+  // Grain-table entries are 32-bit sector numbers.
+  if (append_sector_ + sectors > kExtentMaxSectors)
+    return MakeError(ENOSPC, "VMDK extent '" + file_->filename() + "' is full");
+  const uint64_t at = append_sector_ * kSectorSize;
+  append_sector_ += sectors;
+  return at;
+}
+
+Status Extent::check_data_target(uint64_t file_offset, uint64_t bytes) const {
+  uint64_t end = 0;
+  if (!CheckedAdd(file_offset, bytes, &end) || end > static_cast<uint64_t>(file_->size()))
+    return MakeError(EIO, StrFormat("Grain at offset %" PRIu64
+                                    " lies past the end of '%s'; refusing to write",
+                                    file_offset, file_->filename().c_str()));
+  // First metadata range ending after file_offset; overlap if it starts before end.
+  auto it = std::upper_bound(metadata_.begin(), metadata_.end(), file_offset,
+                             [](uint64_t off, const Range& r) { return off < r.end; });
+  for (; it != metadata_.end() && it->begin < end; ++it) {
+    if (it->end > file_offset)
+      return MakeError(EIO, StrFormat("Grain at offset %" PRIu64
+                                      " overlaps VMDK metadata in '%s'; refusing to write",
+                                      file_offset, file_->filename().c_str()));
+  }
+  return OkStatus();
+}
+
+Status Extent::check_can_allocate(uint64_t offset) const {
+  const uint64_t l1 = offset / kSectorSize / layout_.l1_entry_sectors;
+  if (l1 >= layout_.l1_size) return MakeError(EIO, "Grain directory index out of range");
+  if (directory_[l1] == 0 && !stream_layout_)
+    return MakeError(EIO, StrFormat("Grain directory entry %" PRIu64
+                                    " of '%s' has no grain table; refusing to allocate "
+                                    "(writing would overwrite image metadata)",
+                                    l1, file_->filename().c_str()));
+  return OkStatus();
+}
+
+Task<Status> Extent::update_entry(uint64_t offset, uint32_t value) {
+  const uint64_t sector = offset / kSectorSize;
+  const uint32_t l1 = static_cast<uint32_t>(sector / layout_.l1_entry_sectors);
+  const uint32_t l2 = static_cast<uint32_t>((sector / layout_.cluster_sectors) % layout_.l2_size);
+  if (stream_layout_) {
+    uint8_t* table = cache_->lookup(l1);
+    if (!table) table = cache_->install(l1);
+    if (!table) co_return MakeError(EIO, "No room for an in-memory grain table");
+    directory_[l1] = kInMemoryTable;
+    StoreLe32(std::span<uint8_t>(table, layout_.l2_table_bytes()), size_t{l2} * 4, value);
+    stream_dirty_ = true;
+    co_return OkStatus();
+  }
+
+  pending_updates_.push_back({l1, l2, value});
+  const uint64_t my_batch = next_batch_;
+  if (committing_) {
+    while (committed_batches_ <= my_batch) co_await commit_waiters_.wait();
+  } else {
+    // This writer becomes the committer until no updates are queued.
+    committing_ = true;
+    while (!pending_updates_.empty()) {
+      std::vector<EntryUpdate> batch;
+      batch.swap(pending_updates_);
+      const uint64_t id = next_batch_++;
+      Status st = co_await commit_batch(std::move(batch));
+      if (!st) batch_errors_.emplace(id, st.error());
+      committed_batches_ = id + 1;
+      commit_waiters_.notify_all();
+    }
+    committing_ = false;
+    commit_waiters_.notify_all();
+  }
+  auto err = batch_errors_.find(my_batch);
+  if (err != batch_errors_.end()) co_return std::unexpected(err->second);
+  co_return OkStatus();
+}
+
+Task<Status> Extent::commit_batch(std::vector<EntryUpdate> batch) {
+  // Step 2: the data of every grain in this batch becomes durable.
+  COBLK_CO_RETURN_IF_ERROR(co_await file_->flush());
+  std::sort(batch.begin(), batch.end(), [](const EntryUpdate& a, const EntryUpdate& b) {
+    return a.l1 != b.l1 ? a.l1 < b.l1 : a.l2 < b.l2;
+  });
+  // Step 3: per grain table, patch the cached copy and write the sectors
+  // that changed, primary first, then the redundant table.
+  for (size_t i = 0; i < batch.size();) {
+    const uint32_t l1 = batch[i].l1;
+    auto at = table_offset(l1);
+    if (!at) co_return std::unexpected(at.error());
+    if (*at == 0) co_return MakeError(EIO, "Grain table disappeared during a write");
+    auto table = co_await cache_->get(l1, *file_, *at);
+    if (!table) co_return std::unexpected(table.error());
+    GrainTableCache::Pin pin(cache_.get(), l1);
+    std::span<uint8_t> t(*table, layout_.l2_table_bytes());
+    uint64_t first = UINT64_MAX, last = 0;
+    for (; i < batch.size() && batch[i].l1 == l1; ++i) {
+      StoreLe32(t, size_t{batch[i].l2} * 4, batch[i].value);
+      first = std::min<uint64_t>(first, batch[i].l2 * 4 / kSectorSize);
+      last = std::max<uint64_t>(last, batch[i].l2 * 4 / kSectorSize);
+    }
+    file_->debug_event("l2_update");
+    COBLK_CO_RETURN_IF_ERROR(co_await write_table_sectors(l1, *table, first, last));
+  }
+  co_return OkStatus();
+}
+
+Task<Status> Extent::write_table_sectors(uint32_t l1, const uint8_t* table, uint64_t first_sector,
+                                         uint64_t last_sector) {
+  const uint64_t begin = first_sector * kSectorSize;
+  const uint64_t end = std::min<uint64_t>((last_sector + 1) * kSectorSize, layout_.l2_table_bytes());
+  const uint64_t primary = directory_[l1] * kSectorSize;
+  COBLK_CO_RETURN_IF_ERROR(co_await file_->pwrite(static_cast<int64_t>(primary + begin),
+                                                  table + begin, static_cast<int64_t>(end - begin)));
+  if (layout_.l1_backup_offset && l1 < backup_directory_.size() && backup_directory_[l1] != 0) {
+    const uint64_t backup = backup_directory_[l1] * kSectorSize;
+    COBLK_CO_RETURN_IF_ERROR(co_await file_->pwrite(static_cast<int64_t>(backup + begin),
+                                                    table + begin, static_cast<int64_t>(end - begin)));
+  }
+  co_return OkStatus();
+}
+
+Task<void> Extent::drain_updates() {
+  while (committing_) co_await commit_waiters_.wait();
+}
+
+Task<Status> Extent::write_stream_tail() {
+  if (!stream_dirty_) co_return OkStatus();
+  const uint64_t gt_bytes = layout_.l2_table_bytes();
+  const uint64_t gt_sectors = SectorsFor(gt_bytes);
+  const uint64_t gd_sectors = SectorsFor(layout_.l1_table_bytes());
+  std::vector<uint8_t> tail;
+  std::vector<uint8_t> gd(gd_sectors * kSectorSize, 0);
+  const uint64_t base = append_sector_;
+  auto append = [&tail](const uint8_t* p, size_t n) { tail.insert(tail.end(), p, p + n); };
+  for (uint32_t i = 0; i < layout_.l1_size; ++i) {
+    if (directory_[i] == 0) continue;
+    const uint8_t* table = cache_->lookup(i);
+    if (!table) co_return MakeError(EIO, "In-memory grain table missing");
+    Sector marker = EncodeMetadataMarker(MarkerType::kGrainTable, gt_sectors);
+    append(marker.data(), marker.size());
+    StoreLe32(gd, size_t{i} * 4, static_cast<uint32_t>(base + tail.size() / kSectorSize));
+    append(table, gt_bytes);
+    tail.resize(SectorsFor(tail.size()) * kSectorSize, 0);
+  }
+  Sector gd_marker = EncodeMetadataMarker(MarkerType::kGrainDirectory, gd_sectors);
+  append(gd_marker.data(), gd_marker.size());
+  const uint64_t gd_sector = base + tail.size() / kSectorSize;
+  append(gd.data(), gd.size());
+  auto header = Vmdk4Header::Decode(header_sector_);
+  if (!header) co_return std::unexpected(header.error());
+  header->gd_offset = gd_sector;
+  header->rgd_offset = 0;
+  header->flags &= ~kFlagRgd;
+  std::vector<uint8_t> footer = EncodeFooter(*header);
+  append(footer.data(), footer.size());
+  if (base + tail.size() / kSectorSize > kExtentMaxSectors)
+    co_return MakeError(ENOSPC, "VMDK extent '" + file_->filename() + "' is full");
+
+  const int64_t tail_end = static_cast<int64_t>(base * kSectorSize + tail.size());
+  COBLK_CO_RETURN_IF_ERROR(co_await file_->pwrite(static_cast<int64_t>(base * kSectorSize),
+                                                  tail.data(), static_cast<int64_t>(tail.size())));
+  // Readers find the footer relative to the end of the file, so the file
+  // must end exactly after the end-of-stream marker, even where O_DIRECT
+  // alignment padded the last write.
+  if (file_->size() != tail_end)
+    COBLK_CO_RETURN_IF_ERROR(co_await file_->truncate(tail_end, true, PreallocMode::kOff));
+  // Later grains go after this tail; the footer at the end of the file is
+  // what readers use, so an older tail in the middle is simply unused.
+  append_sector_ = base + tail.size() / kSectorSize;
+  stream_dirty_ = false;
+  co_return OkStatus();
+}
+
+}  // namespace coblk::vmdk

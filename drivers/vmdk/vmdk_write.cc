@@ -1,0 +1,198 @@
+// VmdkNode's write path. No request-wide lock: overwrites of allocated
+// grains go straight to the file, allocating writes serialise only on their
+// grain, and grain-table updates share flushes (see extent_write.cc).
+#include <algorithm>
+#include <cinttypes>
+#include <cstring>
+#include <random>
+
+#include "coroutine/when_all.h"
+#include "drivers/vmdk/compressed.h"
+#include "drivers/vmdk/strfmt.h"
+#include "drivers/vmdk/vmdk_node.h"
+#include "io/aligned_buffer.h"
+
+namespace coblk::vmdk {
+
+namespace {
+
+Status NotWritable(const Extent& e) {
+  if (e.kind() == ExtentKind::kSparse && e.layout().format == ExtentFormat::kSeSparse)
+    return MakeError(ENOTSUP, "No write support for seSparse images available");
+  if (e.kind() == ExtentKind::kSparse && e.layout().format == ExtentFormat::kVmdk3)
+    return MakeError(ENOTSUP, "No write support for VMDK3 (COWD) extents available");
+  return MakeError(EACCES, "VMDK extent '" + (e.file() ? e.file()->filename() : e.type_name()) +
+                               "' is read-only");
+}
+
+}  // namespace
+
+Task<Status> VmdkNode::update_cid_once() {
+  if (cid_updated_) co_return OkStatus();
+  auto guard = co_await cid_lock_.scoped_lock();
+  if (cid_updated_ || !descriptor_file) co_return OkStatus();
+  BlockNode& f = *descriptor_file;
+  const uint64_t size = static_cast<uint64_t>(f.size());
+  const uint64_t limit = descriptor_capacity ? descriptor_capacity : size;
+  if (descriptor_offset >= size) co_return MakeError(EIO, "Descriptor is missing");
+  std::string text(std::min(limit, size - descriptor_offset), '\0');
+  COBLK_CO_RETURN_IF_ERROR(co_await f.pread(static_cast<int64_t>(descriptor_offset), text.data(),
+                                            static_cast<int64_t>(text.size())));
+  text.resize(std::strlen(text.c_str()));
+  std::random_device rd;
+  uint32_t new_cid = static_cast<uint32_t>(rd());
+  auto updated = SetCid(text, CidField::kCid, new_cid);
+  if (!updated) co_return std::unexpected(updated.error());
+  if (descriptor_capacity) {
+    // Embedded: rewrite the whole area so no stale bytes follow the text.
+    if (updated->size() >= descriptor_capacity)
+      co_return MakeError(ENOSPC, "Descriptor does not fit its area after the CID update");
+    std::string area(descriptor_capacity, '\0');
+    area.replace(0, updated->size(), *updated);
+    COBLK_CO_RETURN_IF_ERROR(co_await f.pwrite(static_cast<int64_t>(descriptor_offset), area.data(),
+                                               static_cast<int64_t>(area.size())));
+  } else {
+    COBLK_CO_RETURN_IF_ERROR(co_await f.pwrite(0, updated->data(),
+                                               static_cast<int64_t>(updated->size())));
+    if (updated->size() != size)
+      COBLK_CO_RETURN_IF_ERROR(
+          co_await f.truncate(static_cast<int64_t>(updated->size()), true, PreallocMode::kOff));
+  }
+  cid = new_cid;
+  cid_updated_ = true;
+  co_return OkStatus();
+}
+
+Task<Status> VmdkNode::co_pwritev(int64_t offset, int64_t bytes, IoVector& qiov, uint32_t) {
+  COBLK_CO_RETURN_IF_ERROR(co_await update_cid_once());
+  uint64_t pos = static_cast<uint64_t>(offset), done = 0;
+  const uint64_t total = static_cast<uint64_t>(bytes);
+  while (done < total) {
+    Extent* e = find_extent(pos);
+    if (!e) co_return MakeError(EIO, "Offset beyond the last extent");
+    if (!e->writable()) co_return NotWritable(*e);
+    const uint64_t in_extent = pos - e->start;
+    const uint64_t grain = e->grain_bytes();
+    const uint64_t n = std::min(total - done, grain - in_extent % grain);
+    IoVector part = qiov.slice(done, n);
+    COBLK_CO_RETURN_IF_ERROR(co_await write_piece(*e, in_extent, n, part));
+    pos += n;
+    done += n;
+  }
+  co_return OkStatus();
+}
+
+Task<Status> VmdkNode::co_pwritev_compressed(int64_t offset, int64_t bytes, IoVector& qiov) {
+  // Compressed extents compress every write; others store it uncompressed,
+  // as QEMU's vmdk does.
+  co_return co_await co_pwritev(offset, bytes, qiov, 0);
+}
+
+Task<Status> VmdkNode::write_piece(Extent& e, uint64_t in_extent, uint64_t n, IoVector& data) {
+  if (e.kind() == ExtentKind::kFlat) {
+    GrainMapping flat;
+    Status err;
+    e.try_lookup(in_extent, &flat, &err);
+    co_return co_await e.file()->pwritev(static_cast<int64_t>(flat.grain_offset + in_extent),
+                                         static_cast<int64_t>(n), data);
+  }
+  auto m = co_await e.lookup(in_extent);
+  if (!m) co_return std::unexpected(m.error());
+  if (m->state != GrainMapping::kAllocated) {
+    const uint64_t grain_index = in_extent / e.grain_bytes();
+    auto lock = co_await e.lock_grain(grain_index);
+    // Another writer may have allocated it while we waited.
+    m = co_await e.lookup(in_extent);
+    if (!m) co_return std::unexpected(m.error());
+    if (m->state != GrainMapping::kAllocated)
+      co_return co_await allocate_grain(e, in_extent, n, data, m->state);
+  }
+  if (e.compressed())
+    co_return MakeError(EIO, "Could not write to allocated cluster for streamOptimized");
+  const uint64_t at = m->grain_offset + in_extent % e.grain_bytes();
+  COBLK_CO_RETURN_IF_ERROR(e.check_data_target(at, n));
+  co_return co_await e.file()->pwritev(static_cast<int64_t>(at), static_cast<int64_t>(n), data);
+}
+
+Task<Status> VmdkNode::allocate_grain(Extent& e, uint64_t in_extent, uint64_t n, IoVector& data,
+                                      GrainMapping::State old_state) {
+  COBLK_CO_RETURN_IF_ERROR(e.check_can_allocate(in_extent));
+  const uint64_t grain = e.grain_bytes();
+  const uint64_t grain_start = in_extent - in_extent % grain;
+  // The part of the grain inside the extent (the last grain may be short).
+  const uint64_t grain_len = std::min(grain, e.bytes() - grain_start);
+  AlignedBuffer buf(grain, 4096);
+  IoVector whole = buf.iov(0, grain);
+  if (grain_len < grain) whole.memset(grain_len, 0, grain - grain_len);
+  IoVector inside = whole.slice(0, grain_len);
+  if (old_state == GrainMapping::kUnallocated && (n < grain_len)) {
+    // Copy-on-write from the backing file (or zeros without one).
+    COBLK_CO_RETURN_IF_ERROR(co_await read_unallocated(e.start + grain_start, grain_len, inside));
+  } else if (n < grain_len) {
+    inside.memset(0, 0, grain_len);  // a zeroed grain reads as zeros
+  }
+  whole.copy_from(in_extent - grain_start, data, 0, n);
+
+  uint64_t at = 0;
+  if (e.compressed()) {
+    auto packed = CompressGrain(buf.span(), (e.start + grain_start) / kSectorSize);
+    if (!packed) co_return std::unexpected(packed.error());
+    auto where = e.allocate(packed->size());
+    if (!where) co_return std::unexpected(where.error());
+    at = *where;
+    e.file()->debug_event("write_compressed");
+    COBLK_CO_RETURN_IF_ERROR(co_await e.file()->pwrite(static_cast<int64_t>(at), packed->data(),
+                                                       static_cast<int64_t>(packed->size())));
+  } else {
+    auto where = e.allocate(grain);
+    if (!where) co_return std::unexpected(where.error());
+    at = *where;
+    e.file()->debug_event("cluster_alloc");
+    COBLK_CO_RETURN_IF_ERROR(co_await e.file()->pwritev(static_cast<int64_t>(at),
+                                                        static_cast<int64_t>(grain), whole));
+  }
+  co_return co_await e.update_entry(grain_start, static_cast<uint32_t>(at / kSectorSize));
+}
+
+Task<Status> VmdkNode::zero_grain(Extent& e, uint64_t in_extent) {
+  auto lock = co_await e.lock_grain(in_extent / e.grain_bytes());
+  co_return co_await e.update_entry(in_extent, kGteZeroed);
+}
+
+// Whole grains become zeroed-grain entries (GTE = 1) when the extent has
+// the zeroed-grain feature; anything else is ENOTSUP so the generic layer
+// writes zeroed data instead. Like QEMU, the whole range is checked before
+// anything changes (its "dry run").
+Task<Status> VmdkNode::co_pwrite_zeroes(int64_t offset, int64_t bytes, uint32_t) {
+  const uint64_t begin = static_cast<uint64_t>(offset), end = begin + static_cast<uint64_t>(bytes);
+  for (uint64_t pos = begin; pos < end;) {
+    Extent* e = find_extent(pos);
+    if (!e || !e->writable() || e->kind() != ExtentKind::kSparse || e->compressed() ||
+        !e->layout().has_zero_grain || e->stream_layout())
+      co_return MakeError(ENOTSUP, "Zeroed grains are not available here");
+    const uint64_t grain = e->grain_bytes();
+    const uint64_t in_extent = pos - e->start;
+    if (in_extent % grain != 0 || std::min(end, e->end()) - pos < std::min(grain, e->end() - pos))
+      co_return MakeError(ENOTSUP, "Write zeroes is not grain aligned");
+    for (uint64_t g = in_extent; g < std::min(end, e->end()) - e->start; g += grain)
+      COBLK_CO_RETURN_IF_ERROR(e->check_can_allocate(g));
+    pos = std::min(end, e->end());
+  }
+  COBLK_CO_RETURN_IF_ERROR(co_await update_cid_once());
+  // Update many grains at once so their entries share one commit.
+  constexpr size_t kParallel = 512;
+  for (uint64_t pos = begin; pos < end;) {
+    std::vector<Task<Status>> batch;
+    while (pos < end && batch.size() < kParallel) {
+      Extent* e = find_extent(pos);
+      batch.push_back(zero_grain(*e, pos - e->start));
+      pos = std::min(end, pos - (pos - e->start) % e->grain_bytes() + e->grain_bytes());
+    }
+    std::vector<Status> results = co_await when_all(std::move(batch));
+    for (auto& st : results)
+      if (!st) co_return st;
+  }
+  co_return OkStatus();
+}
+
+}  // namespace coblk::vmdk
