@@ -99,11 +99,13 @@ Task<Result<std::shared_ptr<BlockNode>>> BlockGraph::open_child_node(
 }
 
 Task<Result<std::shared_ptr<BlockNode>>> BlockGraph::probe_file(const std::string& filename,
-                                                                const Options& options,
+                                                                Options& options,
                                                                 bool read_only,
                                                                 const BlockDriver** format) {
-  Options fopts;
-  fopts.set("filename", filename);
+  // The probed protocol node becomes the format's "file" child, so it takes
+  // the "file.*" options (file.cache.direct=on, file.aio=threads, ...).
+  Options fopts = options.extract_prefix("file");
+  fopts.set_default("filename", filename);
   CopyInherited(options, fopts);
   Result<std::shared_ptr<BlockNode>> file = co_await open_node(std::move(fopts), read_only, true);
   if (!file) co_return file;

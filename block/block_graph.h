@@ -56,7 +56,7 @@ class BlockGraph {
   // Opens the protocol node for filename, reads its first bytes and picks
   // the format driver.
   Task<Result<std::shared_ptr<BlockNode>>> probe_file(const std::string& filename,
-                                                      const Options& options, bool read_only,
+                                                      Options& options, bool read_only,
                                                       const BlockDriver** format);
 
   EventLoop& loop_;
