@@ -100,12 +100,17 @@ class JoinHandle {
   std::shared_ptr<detail::JoinState<T>> state_;
 };
 
-// Starts task on ex's thread (from the next loop iteration). Thread-safe.
+// Starts task on ex's thread (from the next loop iteration). Thread-safe:
+// from ex's own thread it is a bottom half (no syscall), from another thread
+// a post() that wakes the loop.
 template <typename T>
 JoinHandle<T> spawn(Executor& ex, Task<T> task) {
   auto state = std::make_shared<detail::JoinState<T>>();
   auto runner = detail::run_detached(std::move(task), state);
-  ex.post([h = runner.handle] { h.resume(); });
+  if (Executor::current() == &ex)
+    ex.schedule(runner.handle);
+  else
+    ex.post([h = runner.handle] { h.resume(); });
   return JoinHandle<T>(std::move(state));
 }
 

@@ -149,8 +149,15 @@ void EventLoop::run_once(bool block) {
   ++iterations_;
   for (auto& hook : pre_poll_hooks_) hook.second();
 
+  // While coroutines are ready to run, poll for I/O only every few
+  // iterations: an epoll_wait per bottom half would dominate the cost of
+  // requests that complete without I/O (null-co, cache hits).
   epoll_event events[64];
-  int n = epoll_wait(epfd_, events, 64, poll_timeout_ms(block));
+  int n = 0;
+  if (ready_.empty() || ++busy_iterations_ >= kPollEveryBusy) {
+    busy_iterations_ = 0;
+    n = epoll_wait(epfd_, events, 64, poll_timeout_ms(block));
+  }
   for (int i = 0; i < n; ++i) {
     auto it = handlers_.find(events[i].data.fd);
     if (it == handlers_.end()) continue;

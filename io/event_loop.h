@@ -107,6 +107,8 @@ class EventLoop final : public Executor {
   std::atomic<bool> wake_pending_{false};
   std::atomic<bool> stop_{false};
   uint64_t iterations_ = 0;
+  static constexpr unsigned kPollEveryBusy = 16;
+  unsigned busy_iterations_ = 0;
   std::unique_ptr<AioEngine> aio_;
 };
 
