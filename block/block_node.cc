@@ -102,6 +102,11 @@ Status BlockNode::check_request(int64_t offset, int64_t bytes) const {
     return MakeError(EIO, "offset(" + std::to_string(offset) + ") + bytes(" +
                               std::to_string(bytes) + ") overflows");
   }
+  // Aligning the request up must not overflow either.
+  if (offset + bytes > std::numeric_limits<int64_t>::max() - (1 << 30)) {
+    return MakeError(EIO, "Request out of range: offset " + std::to_string(offset) +
+                              ", bytes " + std::to_string(bytes));
+  }
   if (offset + bytes > size_) {
     return MakeError(EIO, "Request out of bounds: offset " + std::to_string(offset) +
                               ", bytes " + std::to_string(bytes) + ", size " +

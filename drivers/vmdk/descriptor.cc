@@ -47,8 +47,10 @@ std::optional<uint64_t> ParseDecimal(std::string_view s, uint64_t max) {
   uint64_t v = 0;
   for (char c : s) {
     if (c < '0' || c > '9') return std::nullopt;
-    if (v > (max - static_cast<uint64_t>(c - '0')) / 10) return std::nullopt;
-    v = v * 10 + static_cast<uint64_t>(c - '0');
+    const uint64_t d = static_cast<uint64_t>(c - '0');
+    // v * 10 + d <= max, without wrapping when d > max.
+    if (d > max || v > (max - d) / 10) return std::nullopt;
+    v = v * 10 + d;
   }
   return v;
 }

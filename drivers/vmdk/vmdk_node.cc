@@ -60,6 +60,12 @@ Task<Status> VmdkNode::co_preadv(int64_t offset, int64_t bytes, IoVector& qiov, 
   const uint64_t total = static_cast<uint64_t>(bytes);
   while (done < total) {
     Extent* e = find_extent(pos);
+    if (!e && pos >= static_cast<uint64_t>(size())) {
+      // Alignment padding past the end of a disk whose size is not a
+      // multiple of the request alignment inherited from the files.
+      qiov.memset(done, 0, total - done);
+      break;
+    }
     if (!e) co_return MakeError(EIO, "Offset beyond the last extent");
     const uint64_t in_extent = pos - e->start;
     auto m = co_await e->lookup(in_extent);
