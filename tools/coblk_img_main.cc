@@ -5,6 +5,7 @@
 //   coblk-img map [-f fmt] [--output=human|json] [-U] [--image-opts] filename
 //   coblk-img check [-f fmt] [-r leaks|all] [-U] [--image-opts] filename
 //   coblk-img bench [qemu-img bench flags] [-r|--random] filename
+//   coblk-img convert [qemu-img convert flags] filename [filename2 ...] output_filename
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
@@ -67,6 +68,10 @@ const Subcommand kSubcommands[] = {
      "[-S step_size] [-t cache] [-U] [-w] [--image-opts] filename"},
     {"check", coblk::tools::ImgCheck,
      "check [-f fmt] [--output=ofmt] [-r [leaks | all]] [-U] [--image-opts] filename"},
+    {"convert", coblk::tools::ImgConvert,
+     "convert [-c] [-f fmt] [-n] [-O output_fmt] [-o options] [-p] [-q] [-m num_coroutines] "
+     "[-W] [-S sparse_size] [-t cache] [-T src_cache] [-B backing_file [-F backing_fmt]] [-U] "
+     "[--image-opts] [--target-is-zero] filename [filename2 [...]] output_filename"},
     {"create", coblk::tools::ImgCreate,
      "create [-f fmt] [-o options] [-b backing_file [-F backing_fmt]] filename [size]"},
     {"info", coblk::tools::ImgInfo,

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "block/block_backend.h"
+#include "block/block_driver.h"
 #include "io/event_loop.h"
 #include "tools/image_open.h"
 
@@ -18,6 +19,10 @@ int ImgInfo(int argc, char** argv);
 int ImgMap(int argc, char** argv);
 int ImgCheck(int argc, char** argv);
 int ImgBench(int argc, char** argv);
+int ImgConvert(int argc, char** argv);
+
+// `create -o help` / `convert -o help`: the driver's create options, sorted.
+void PrintCreateHelp(const BlockDriver& drv);
 
 // "coblk-img: <message>" on stderr, like qemu-img's error_report.
 void ImgError(const char* fmt, ...) __attribute__((format(printf, 1, 2)));

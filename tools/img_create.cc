@@ -25,24 +25,6 @@ const char* TypeName(CreateOption::Type t) {
   return "str";
 }
 
-// qemu_opts_print_help: sorted by name, help aligned at column 24.
-void PrintCreateHelp(const BlockDriver& drv) {
-  std::vector<CreateOption> opts = drv.create_options();
-  std::sort(opts.begin(), opts.end(),
-            [](const CreateOption& a, const CreateOption& b) { return a.name < b.name; });
-  std::printf("Supported %s options:\n", std::string(drv.format_name()).c_str());
-  for (const CreateOption& o : opts) {
-    std::string line = "  " + o.name + "=<" + TypeName(o.type) + ">";
-    if (!o.help.empty()) {
-      if (line.size() < 24) line.append(24 - line.size(), ' ');
-      line += " - " + o.help;
-    }
-    std::printf("%s\n", line.c_str());
-  }
-  std::printf("\nThe protocol level may support further options.\n"
-              "Specify the target filename to include those options.\n");
-}
-
 bool HasOption(const BlockDriver& drv, const std::string& name) {
   for (const CreateOption& o : drv.create_options()) {
     if (o.name == name) return true;
@@ -50,18 +32,28 @@ bool HasOption(const BlockDriver& drv, const std::string& name) {
   return false;
 }
 
-// "fmt=vmdk size=1048576 compat6=off ...": set values, else defaults, in the
-// driver's order; sizes as plain byte counts.
+// qemu_opts_print as bdrv_img_create uses it: "fmt=vmdk size=1048576
+// compat6=off hwversion=undefined": the size first (QEMU's create option
+// lists start with it), then every other option in the driver's order, with
+// its given value, else its default when the driver declares one (an empty
+// default_value means none, like a NULL def_value_str); sizes as byte counts.
 std::string DescribeOptions(const BlockDriver& drv, const Options& opts) {
   std::string out = "fmt=" + std::string(drv.format_name());
-  for (const CreateOption& o : drv.create_options()) {
+  auto append = [&](const CreateOption& o) {
     std::optional<std::string> v = opts.peek(o.name);
     if (!v && !o.default_value.empty()) v = o.default_value;
-    if (!v) continue;
+    if (!v) return;
     if (o.type == CreateOption::Type::kSize) {
       if (Result<uint64_t> n = ParseSize(*v)) v = std::to_string(*n);
     }
     out += " " + o.name + "=" + *v;
+  };
+  const std::vector<CreateOption>& all = drv.create_options();
+  for (const CreateOption& o : all) {
+    if (o.name == "size") append(o);
+  }
+  for (const CreateOption& o : all) {
+    if (o.name != "size") append(o);
   }
   return out;
 }
@@ -84,6 +76,24 @@ Result<int64_t> BackingSize(const std::string& backing, const std::string& backi
 }
 
 }  // namespace
+
+// qemu_opts_print_help: sorted by name, help aligned at column 24.
+void PrintCreateHelp(const BlockDriver& drv) {
+  std::vector<CreateOption> opts = drv.create_options();
+  std::sort(opts.begin(), opts.end(),
+            [](const CreateOption& a, const CreateOption& b) { return a.name < b.name; });
+  std::printf("Supported %s options:\n", std::string(drv.format_name()).c_str());
+  for (const CreateOption& o : opts) {
+    std::string line = "  " + o.name + "=<" + TypeName(o.type) + ">";
+    if (!o.help.empty()) {
+      if (line.size() < 24) line.append(24 - line.size(), ' ');
+      line += " - " + o.help;
+    }
+    std::printf("%s\n", line.c_str());
+  }
+  std::printf("\nThe protocol level may support further options.\n"
+              "Specify the target filename to include those options.\n");
+}
 
 int ImgCreate(int argc, char** argv) {
   std::string fmt = "raw", backing, backing_fmt, options;

@@ -127,7 +127,8 @@ class FileDriver final : public BlockDriver {
     static const std::vector<CreateOption> opts = {
         {"size", CreateOption::Type::kSize, "Virtual disk size", ""},
         {"preallocation", CreateOption::Type::kString,
-         "Preallocation mode (allowed values: off, falloc, full)", "off"},
+         // No default string, as in QEMU: qemu-img's "Formatting" line omits it.
+         "Preallocation mode (allowed values: off, falloc, full)", ""},
     };
     return opts;
   }
