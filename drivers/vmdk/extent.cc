@@ -255,6 +255,7 @@ bool Extent::try_lookup(uint64_t offset, GrainMapping* out, Status* error) {
   const uint32_t l2 =
       static_cast<uint32_t>((sector / layout_.cluster_sectors) % layout_.l2_size);
   const uint32_t index = static_cast<uint32_t>(l1);
+  if (!uncommitted_.empty() && uncommitted_lookup(offset, out)) return true;
   if (directory_[index] == 0) {
     *out = GrainMapping{};
     return true;
@@ -338,12 +339,11 @@ Task<Status> Extent::read_compressed(const GrainMapping& m, uint64_t offset_in_g
 // line's type (empty for a monolithic file, which has no extent line).
 InfoTree Extent::info() const {
   InfoTree t;
+  if (kind_ == ExtentKind::kSparse && layout_.compressed) t.values.emplace_back("compressed", "true");
   t.values.emplace_back("virtual-size", std::to_string(bytes()));
   t.values.emplace_back("filename", file_ ? file_->filename() : "");
-  if (kind_ == ExtentKind::kSparse) {
+  if (kind_ == ExtentKind::kSparse)
     t.values.emplace_back("cluster-size", std::to_string(layout_.cluster_bytes()));
-    if (layout_.compressed) t.values.emplace_back("compressed", "true");
-  }
   t.values.emplace_back("format", type_name_);
   if (!rgd_mismatch_.empty()) t.values.emplace_back("redundant-gd-mismatch", rgd_mismatch_);
   return t;

@@ -2,6 +2,7 @@
 // (VMDK4 / VMDK3 / seSparse) or a ZERO range — and the grain lookup for it.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -92,7 +93,9 @@ class Extent {
   Task<GrainLock> lock_grain(uint64_t grain_index);
 
   // Reserves `bytes` (rounded up to sectors) at the end of the extent file.
-  Result<uint64_t> allocate(uint64_t bytes);
+  Task<Result<uint64_t>> allocate(uint64_t bytes);
+  // Cuts the file back to the append point (see allocate); at close.
+  Task<Status> trim_reserved();
   // Refuses in-place writes over the header, descriptor, grain directories,
   // grain tables or past the end of the file (hostile or corrupt entries).
   Status check_data_target(uint64_t file_offset, uint64_t bytes) const;
@@ -101,22 +104,26 @@ class Extent {
   Status check_can_allocate(uint64_t offset) const;
 
   // Points the grain-table entry for `offset` at `value` (sector number or
-  // kGteZeroed). Waits until the entry is on disk — after a flush that makes
-  // the grain's data durable first — or, for stream layout, until it is in
-  // the in-memory tables. Concurrent updates share one flush.
+  // kGteZeroed) once the grain's data is written. The entry is visible to
+  // lookups at once and reaches the disk through a background commit that
+  // flushes the data first (see extent_write.cc); stream layout keeps it in
+  // the in-memory tables until the tail is written.
   Task<Status> update_entry(uint64_t offset, uint32_t value);
 
   // Stream layout: writes grain tables, grain directory, footer and
   // end-of-stream marker after the last grain if anything changed.
   Task<Status> write_stream_tail();
-  // Waits for metadata commits in progress.
-  Task<void> drain_updates();
+  // Commits every recorded entry and waits for it; the commit's error, if any.
+  Task<Status> drain_updates();
 
   // Facts for `info`.
   InfoTree info() const;
   const GrainTableCache* cache() const { return cache_.get(); }
   // Whether the primary and redundant grain directories disagreed at open.
   const std::string& rgd_mismatch() const { return rgd_mismatch_; }
+
+ public:
+  ~Extent();
 
  private:
   Extent() = default;
@@ -141,8 +148,14 @@ class Extent {
     uint32_t l1;
     uint32_t l2;
     uint32_t value;
+    uint64_t grain;
   };
   Task<Status> commit_batch(std::vector<EntryUpdate> batch);
+  Task<void> run_commits();
+  void schedule_commit();
+  void cancel_commit_timer();
+  // Entries written but not committed yet; true and *out set if found.
+  bool uncommitted_lookup(uint64_t offset, GrainMapping* out) const;
   Task<Status> write_table_sectors(uint32_t l1, const uint8_t* table, uint64_t first_sector,
                                    uint64_t last_sector);
 
@@ -168,11 +181,17 @@ class Extent {
   };
   std::vector<Range> metadata_;      // sorted, for check_data_target
   std::unordered_map<uint64_t, std::unique_ptr<CoQueue>> grain_locks_;
-  std::vector<EntryUpdate> pending_updates_;
+  static constexpr size_t kCommitThreshold = 4096;   // entries
+  static constexpr size_t kMaxUncommitted = 16384;    // writers wait beyond this
+  static constexpr std::chrono::milliseconds kCommitDelay{500};
+  uint64_t commit_timer_ = 0;
+  static constexpr uint64_t kGrowStep = 64 << 20;
+  uint64_t reserved_end_ = 0;  // file size the allocator has grown to
+  bool growing_ = false;
+  CoQueue grow_waiters_;
+  std::unordered_map<uint64_t, uint32_t> uncommitted_;  // grain index -> entry
   bool committing_ = false;
-  uint64_t next_batch_ = 0;          // id of the batch taking new updates
-  uint64_t committed_batches_ = 0;   // batches [0, committed) are done
-  std::unordered_map<uint64_t, Error> batch_errors_;
+  Status commit_error_;
   CoQueue commit_waiters_;
 };
 

@@ -5,20 +5,25 @@
 // Crash-safety ordering (the invariant: an on-disk grain-table entry only
 // ever points at a grain whose data is already on disk):
 //   1. the grain's data is written to newly allocated space;
-//   2. update_entry() queues the table entry; one committer takes every
-//      queued entry as a batch and flushes the file (fdatasync), making the
-//      data of every grain in the batch durable;
-//   3. only then are the table sectors (and their redundant copies) written
-//      and the in-memory table updated; the writers are acknowledged.
-// A crash before 3 leaks the new grains (unreferenced space, as in QEMU)
-// but never exposes unwritten data. Data acknowledged before a successful
-// flush() is durable: flush() waits for commits in progress, then flushes.
+//   2. update_entry() records the entry in memory (reads see it at once) and
+//      the writer is acknowledged, like a disk acknowledging into its cache;
+//   3. a background committer takes every recorded entry as one batch and
+//      flushes the file (fdatasync), making the data of every grain in the
+//      batch durable;
+//   4. only then are the table sectors (and their redundant copies) written
+//      and the cached tables updated.
+// A crash before 4 leaks the new grains (unreferenced space, as in QEMU)
+// but never exposes unwritten data. flush() waits for the committer to
+// write every entry, then flushes the file, so data acknowledged before a
+// successful flush() is durable. FUA writes flush before they complete.
 // Stream-layout extents keep all tables in memory and write them, with the
 // grain directory, footer and end-of-stream marker, after the last grain on
 // each flush() (the streamOptimized layout ESXi and ovftool expect).
 #include <algorithm>
 #include <cinttypes>
 
+#include "coroutine/spawn.h"
+#include "io/event_loop.h"
 #include "drivers/vmdk/bytes.h"
 #include "drivers/vmdk/compressed.h"
 #include "drivers/vmdk/extent.h"
@@ -63,6 +68,7 @@ Task<Status> Extent::enable_writes(bool extent_writable) {
   const uint64_t file_size = static_cast<uint64_t>(file_->size());
   // Compressed grains are packed; uncompressed ones stay grain-aligned.
   append_sector_ = layout_.compressed ? SectorsFor(file_size) : layout_.next_cluster_sector;
+  reserved_end_ = file_size;
 
   // Everything that is not guest data: header and descriptor area before the
   // first grain, both directories and every table they point at.
@@ -98,14 +104,42 @@ Task<Status> Extent::enable_writes(bool extent_writable) {
   co_return OkStatus();
 }
 
-Result<uint64_t> Extent::allocate(uint64_t bytes) {
+// Appending grains one write at a time would extend the file with every
+// write, and Linux runs size-extending O_DIRECT AIO synchronously inside
+// io_submit. So the file is grown ahead of the append point in large sparse
+// steps (costing no disk space) and trimmed back when the image is closed;
+// after a crash the excess is merely unused space at the end.
+Task<Result<uint64_t>> Extent::allocate(uint64_t bytes) {
   const uint64_t sectors = SectorsFor(bytes);
   // Grain-table entries are 32-bit sector numbers.
   if (append_sector_ + sectors > kExtentMaxSectors)
-    return MakeError(ENOSPC, "VMDK extent '" + file_->filename() + "' is full");
+    co_return MakeError(ENOSPC, "VMDK extent '" + file_->filename() + "' is full");
   const uint64_t at = append_sector_ * kSectorSize;
   append_sector_ += sectors;
-  return at;
+  const uint64_t end = append_sector_ * kSectorSize;
+  while (end > reserved_end_) {
+    if (growing_) {
+      co_await grow_waiters_.wait();
+      continue;
+    }
+    growing_ = true;
+    const uint64_t target = (end + kGrowStep - 1) / kGrowStep * kGrowStep;
+    Status st = co_await file_->truncate(static_cast<int64_t>(target), true, PreallocMode::kOff);
+    growing_ = false;
+    grow_waiters_.notify_all();
+    if (!st) co_return std::unexpected(st.error());
+    reserved_end_ = std::max(reserved_end_, target);
+  }
+  co_return at;
+}
+
+Task<Status> Extent::trim_reserved() {
+  const uint64_t end = append_sector_ * kSectorSize;
+  if (!writable_ || kind_ != ExtentKind::kSparse || static_cast<uint64_t>(file_->size()) <= end)
+    co_return OkStatus();
+  COBLK_CO_RETURN_IF_ERROR(co_await file_->truncate(static_cast<int64_t>(end), true, PreallocMode::kOff));
+  reserved_end_ = end;
+  co_return OkStatus();
 }
 
 Status Extent::check_data_target(uint64_t file_offset, uint64_t bytes) const {
@@ -150,29 +184,79 @@ Task<Status> Extent::update_entry(uint64_t offset, uint32_t value) {
     stream_dirty_ = true;
     co_return OkStatus();
   }
+  // The grain's data is written; lookups see the new entry from now on,
+  // and a background commit puts it on disk after a flush.
+  uncommitted_[sector / layout_.cluster_sectors] = value;
+  schedule_commit();
+  // Bound the metadata a crash could lose and the memory it takes.
+  while (uncommitted_.size() >= kMaxUncommitted && committing_) co_await commit_waiters_.wait();
+  if (!commit_error_) co_return std::unexpected(commit_error_.error());
+  co_return OkStatus();
+}
 
-  pending_updates_.push_back({l1, l2, value});
-  const uint64_t my_batch = next_batch_;
-  if (committing_) {
-    while (committed_batches_ <= my_batch) co_await commit_waiters_.wait();
-  } else {
-    // This writer becomes the committer until no updates are queued.
-    committing_ = true;
-    while (!pending_updates_.empty()) {
-      std::vector<EntryUpdate> batch;
-      batch.swap(pending_updates_);
-      const uint64_t id = next_batch_++;
-      Status st = co_await commit_batch(std::move(batch));
-      if (!st) batch_errors_.emplace(id, st.error());
-      committed_batches_ = id + 1;
-      commit_waiters_.notify_all();
+// Commits start when enough entries are waiting (one flush then covers
+// many allocations), or at the latest kCommitDelay after the first one, so
+// the metadata a crash can lose stays bounded in time as well as in size.
+void Extent::schedule_commit() {
+  if (committing_) return;
+  if (uncommitted_.size() >= kCommitThreshold) {
+    cancel_commit_timer();
+    spawn_now(run_commits());
+    return;
+  }
+  if (commit_timer_) return;
+  commit_timer_ = file_->loop().add_timer(kCommitDelay, [this] {
+    commit_timer_ = 0;
+    if (!committing_ && !uncommitted_.empty()) spawn_now(run_commits());
+  });
+}
+
+void Extent::cancel_commit_timer() {
+  if (commit_timer_) file_->loop().cancel_timer(std::exchange(commit_timer_, 0));
+}
+
+Extent::~Extent() { if (file_) cancel_commit_timer(); }
+
+// The background committer: repeatedly takes every uncommitted entry as one
+// batch (entries added meanwhile form the next), so the number of flushes
+// follows the disk's flush latency, not the number of allocations.
+Task<void> Extent::run_commits() {
+  committing_ = true;
+  while (!uncommitted_.empty()) {
+    std::vector<EntryUpdate> batch;
+    batch.reserve(uncommitted_.size());
+    for (const auto& [grain, value] : uncommitted_) {
+      const uint64_t sector = grain * layout_.cluster_sectors;
+      batch.push_back({static_cast<uint32_t>(sector / layout_.l1_entry_sectors),
+                       static_cast<uint32_t>(grain % layout_.l2_size), value, grain});
     }
-    committing_ = false;
+    Status st = co_await commit_batch(batch);
+    if (!st) {
+      // Entries stay uncommitted (and visible); the error surfaces on the
+      // next write or flush, as a failed write-back would.
+      commit_error_ = st;
+      break;
+    }
+    for (const EntryUpdate& u : batch) {
+      auto it = uncommitted_.find(u.grain);
+      if (it != uncommitted_.end() && it->second == u.value) uncommitted_.erase(it);
+    }
     commit_waiters_.notify_all();
   }
-  auto err = batch_errors_.find(my_batch);
-  if (err != batch_errors_.end()) co_return std::unexpected(err->second);
-  co_return OkStatus();
+  committing_ = false;
+  commit_waiters_.notify_all();
+}
+
+bool Extent::uncommitted_lookup(uint64_t offset, GrainMapping* out) const {
+  auto it = uncommitted_.find(offset / kSectorSize / layout_.cluster_sectors);
+  if (it == uncommitted_.end()) return false;
+  if (layout_.has_zero_grain && it->second == kGteZeroed) {
+    out->state = GrainMapping::kZero;
+  } else {
+    out->state = GrainMapping::kAllocated;
+    out->grain_offset = uint64_t{it->second} * kSectorSize;
+  }
+  return true;
 }
 
 Task<Status> Extent::commit_batch(std::vector<EntryUpdate> batch) {
@@ -193,13 +277,23 @@ Task<Status> Extent::commit_batch(std::vector<EntryUpdate> batch) {
     GrainTableCache::Pin pin(cache_.get(), l1);
     std::span<uint8_t> t(*table, layout_.l2_table_bytes());
     uint64_t first = UINT64_MAX, last = 0;
+    std::vector<std::pair<uint32_t, uint32_t>> old_values;  // l2, value before
     for (; i < batch.size() && batch[i].l1 == l1; ++i) {
+      old_values.emplace_back(batch[i].l2, LoadLe32(t, size_t{batch[i].l2} * 4));
       StoreLe32(t, size_t{batch[i].l2} * 4, batch[i].value);
       first = std::min<uint64_t>(first, batch[i].l2 * 4 / kSectorSize);
       last = std::max<uint64_t>(last, batch[i].l2 * 4 / kSectorSize);
     }
     file_->debug_event("l2_update");
-    COBLK_CO_RETURN_IF_ERROR(co_await write_table_sectors(l1, *table, first, last));
+    Status st = co_await write_table_sectors(l1, *table, first, last);
+    if (!st) {
+      // The entries may not be on disk: forget them, or a later overwrite
+      // of such a grain would be acknowledged into space no table names.
+      // (Restored in reverse so a grain updated twice gets its oldest value.)
+      for (auto it = old_values.rbegin(); it != old_values.rend(); ++it)
+        StoreLe32(t, size_t{it->first} * 4, it->second);
+      co_return st;
+    }
   }
   co_return OkStatus();
 }
@@ -219,8 +313,15 @@ Task<Status> Extent::write_table_sectors(uint32_t l1, const uint8_t* table, uint
   co_return OkStatus();
 }
 
-Task<void> Extent::drain_updates() {
+Task<Status> Extent::drain_updates() {
+  // A failed commit is retried here: flush is where its error belongs.
+  if (!commit_error_ && !committing_) commit_error_ = OkStatus();
+  if (!uncommitted_.empty() && !committing_) {
+    cancel_commit_timer();
+    spawn_now(run_commits());
+  }
   while (committing_) co_await commit_waiters_.wait();
+  co_return commit_error_;
 }
 
 Task<Status> Extent::write_stream_tail() {
@@ -264,6 +365,7 @@ Task<Status> Extent::write_stream_tail() {
   // alignment padded the last write.
   if (file_->size() != tail_end)
     COBLK_CO_RETURN_IF_ERROR(co_await file_->truncate(tail_end, true, PreallocMode::kOff));
+  reserved_end_ = static_cast<uint64_t>(tail_end);
   // Later grains go after this tail; the footer at the end of the file is
   // what readers use, so an older tail in the middle is simply unused.
   append_sector_ = base + tail.size() / kSectorSize;

@@ -155,6 +155,7 @@ Task<Result<uint32_t>> ParentCid(EventLoop& loop, const std::string& image_filen
 
 }  // namespace
 
+// In QEMU 7.2's order (its "Formatting" line follows it; -o help sorts).
 const std::vector<CreateOption>& VmdkCreateOptions() {
   using T = CreateOption::Type;
   static const std::vector<CreateOption> opts = {
@@ -165,11 +166,11 @@ const std::vector<CreateOption>& VmdkCreateOptions() {
       {"compat6", T::kBool, "VMDK version 6 image", "off"},
       {"hwversion", T::kString, "VMDK hardware version", "undefined"},
       {"size", T::kSize, "Virtual disk size", ""},
+      {"toolsversion", T::kString, "VMware guest tools version", ""},
       {"subformat", T::kString,
        "VMDK flat extent format, can be one of {monolithicSparse (default) | monolithicFlat | "
        "twoGbMaxExtentSparse | twoGbMaxExtentFlat | streamOptimized} ",
        ""},
-      {"toolsversion", T::kString, "VMware guest tools version", ""},
       {"zeroed_grain", T::kBool, "Enable efficient zero writes using the zeroed-grain GTE feature",
        ""},
   };

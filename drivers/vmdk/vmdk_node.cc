@@ -158,7 +158,7 @@ Task<Status> VmdkNode::co_flush() {
   // Table updates still being committed, then stream tails, then the files.
   for (const auto& e : extents_) {
     if (e->kind() != ExtentKind::kSparse || !e->writable()) continue;
-    co_await e->drain_updates();
+    if (Status st = co_await e->drain_updates(); !st && result) result = st;
     if (e->stream_layout()) {
       Status st = co_await e->write_stream_tail();
       if (!st && result) result = st;
@@ -170,6 +170,18 @@ Task<Status> VmdkNode::co_flush() {
     if (!st && result) result = st;
   }
   co_return result;
+}
+
+// Files grown ahead of the append point are cut back to their data (the
+// flush before close has committed every table entry).
+Task<void> VmdkNode::co_close() {
+  for (const auto& e : extents_) {
+    if (e->kind() == ExtentKind::kSparse && e->writable() && !read_only()) {
+      Status st = co_await e->trim_reserved();
+      if (st) st = co_await e->file()->flush();
+      (void)st;  // close cannot fail; the excess is only unused space
+    }
+  }
 }
 
 // Walks every grain like QEMU's vmdk_co_check: a grain table or grain that

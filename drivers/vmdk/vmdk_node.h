@@ -47,6 +47,7 @@ class VmdkNode final : public BlockNode {
   Task<Status> co_pwritev_compressed(int64_t offset, int64_t bytes, IoVector& qiov) override;
   Task<Status> co_pwrite_zeroes(int64_t offset, int64_t bytes, uint32_t flags) override;
   Task<Status> co_flush() override;
+  Task<void> co_close() override;
   Task<Result<CheckResult>> co_check(bool fix) override;
   BlockLimits driver_limits() override;
 
@@ -61,6 +62,7 @@ class VmdkNode final : public BlockNode {
   bool parent_cid_valid();
 
   // ---- write side (vmdk_write.cc) ----
+  Task<Status> write_range(int64_t offset, int64_t bytes, IoVector& qiov);
   // Writes [pos, pos+n) inside one grain (or one flat extent piece).
   Task<Status> write_piece(Extent& e, uint64_t in_extent, uint64_t n, IoVector& data);
   // Allocates a whole grain: old content (backing or zeros) merged with the

@@ -63,12 +63,22 @@ Task<Status> VmdkNode::update_cid_once() {
   co_return OkStatus();
 }
 
-Task<Status> VmdkNode::co_pwritev(int64_t offset, int64_t bytes, IoVector& qiov, uint32_t) {
+Task<Status> VmdkNode::co_pwritev(int64_t offset, int64_t bytes, IoVector& qiov, uint32_t flags) {
+  COBLK_CO_RETURN_IF_ERROR(co_await write_range(offset, bytes, qiov));
+  // Force unit access: data and the table entries pointing at it are durable
+  // before the write completes.
+  if (flags & kReqFua) co_return co_await co_flush();
+  co_return OkStatus();
+}
+
+Task<Status> VmdkNode::write_range(int64_t offset, int64_t bytes, IoVector& qiov) {
   COBLK_CO_RETURN_IF_ERROR(co_await update_cid_once());
   uint64_t pos = static_cast<uint64_t>(offset), done = 0;
   const uint64_t total = static_cast<uint64_t>(bytes);
   while (done < total) {
     Extent* e = find_extent(pos);
+    // Alignment padding past the end of the disk (see co_preadv) is dropped.
+    if (!e && pos >= static_cast<uint64_t>(size())) break;
     if (!e) co_return MakeError(EIO, "Offset beyond the last extent");
     if (!e->writable()) co_return NotWritable(*e);
     const uint64_t in_extent = pos - e->start;
@@ -137,14 +147,14 @@ Task<Status> VmdkNode::allocate_grain(Extent& e, uint64_t in_extent, uint64_t n,
   if (e.compressed()) {
     auto packed = CompressGrain(buf.span(), (e.start + grain_start) / kSectorSize);
     if (!packed) co_return std::unexpected(packed.error());
-    auto where = e.allocate(packed->size());
+    auto where = co_await e.allocate(packed->size());
     if (!where) co_return std::unexpected(where.error());
     at = *where;
     e.file()->debug_event("write_compressed");
     COBLK_CO_RETURN_IF_ERROR(co_await e.file()->pwrite(static_cast<int64_t>(at), packed->data(),
                                                        static_cast<int64_t>(packed->size())));
   } else {
-    auto where = e.allocate(grain);
+    auto where = co_await e.allocate(grain);
     if (!where) co_return std::unexpected(where.error());
     at = *where;
     e.file()->debug_event("cluster_alloc");
