@@ -1,5 +1,7 @@
 #include "block/block_driver.h"
 
+#include <cstdlib>
+
 #include <dlfcn.h>
 
 #include <cstdio>
@@ -140,5 +142,19 @@ DriverRegistrar::DriverRegistrar(std::unique_ptr<BlockDriver> d) {
 }
 
 }  // namespace detail
+
+Status LoadDriverPluginsFromEnvironment() {
+  const char* list = std::getenv("COBLK_PLUGINS");
+  if (!list) return OkStatus();
+  std::string_view rest(list);
+  while (!rest.empty()) {
+    const size_t colon = rest.find(':');
+    const std::string path(rest.substr(0, colon));
+    rest = colon == std::string_view::npos ? std::string_view() : rest.substr(colon + 1);
+    if (path.empty()) continue;
+    COBLK_RETURN_IF_ERROR(LoadDriverPlugin(path));
+  }
+  return OkStatus();
+}
 
 }  // namespace coblk

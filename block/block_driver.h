@@ -94,6 +94,9 @@ std::vector<const BlockDriver*> AllBlockDrivers();
 const BlockDriver* ProbeFormat(std::span<const uint8_t> first_bytes, std::string_view filename);
 // dlopen()s a plugin; its static initialisers register its drivers.
 Status LoadDriverPlugin(const std::string& path);
+// Loads every plugin named in the COBLK_PLUGINS environment variable
+// (paths separated by ':'). The tools call this at startup.
+Status LoadDriverPluginsFromEnvironment();
 
 namespace detail {
 struct DriverRegistrar {

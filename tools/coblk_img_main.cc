@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "coroutine/sync_wait.h"
+#include "block/block_driver.h"
 #include "tools/img_commands.h"
 
 namespace coblk::tools {
@@ -92,6 +93,10 @@ void Help() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (coblk::Status s = coblk::LoadDriverPluginsFromEnvironment(); !s) {
+    coblk::tools::ImgError("%s", s.error().ToString().c_str());
+    return 1;
+  }
   if (argc < 2) {
     coblk::tools::ImgError("Not enough arguments");
     std::fprintf(stderr, "Try 'coblk-img --help' for more information\n");

@@ -6,6 +6,7 @@
 // Without -c, commands are read from standard input, one per line. The
 // default cache mode is qemu-io's: writethrough (page cache, every write
 // stable on return); -n selects cache=none (O_DIRECT).
+#include "block/block_driver.h"
 #include <getopt.h>
 
 #include <cstdio>
@@ -42,6 +43,10 @@ void Usage(const char* name) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (coblk::Status s = coblk::LoadDriverPluginsFromEnvironment(); !s) {
+    std::fprintf(stderr, "coblk-io: %s\n", s.error().ToString().c_str());
+    return 1;
+  }
   enum { kImageOpts = 256 };
   static const option kLong[] = {
       {"cmd", required_argument, nullptr, 'c'},
