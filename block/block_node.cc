@@ -73,7 +73,8 @@ Status BlockNode::check_open() const {
 }
 
 bool BlockNode::grows_on_write() const {
-  return driver_ && !driver_->protocol_name().empty();
+  // Filters (blkdebug) pass such writes down to the protocol node below.
+  return driver_ && (!driver_->protocol_name().empty() || driver_->is_filter());
 }
 
 Status BlockNode::check_write_request(int64_t offset, int64_t bytes) const {

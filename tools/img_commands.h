@@ -24,6 +24,12 @@ int ImgConvert(int argc, char** argv);
 // `create -o help` / `convert -o help`: the driver's create options, sorted.
 void PrintCreateHelp(const BlockDriver& drv);
 
+// Parses "[-f fmt] [--output=human|json] [-U] [--image-opts] filename", the
+// arguments info and map share, into a read-only spec. Prints usage or the
+// error and returns false on bad arguments.
+bool ParseImageQueryArgs(int argc, char** argv, const char* usage, ImageSpec* spec,
+                         std::string* output);
+
 // "coblk-img: <message>" on stderr, like qemu-img's error_report.
 void ImgError(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 

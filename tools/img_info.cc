@@ -78,8 +78,9 @@ void PrintJson(const ImageInfo& info, bool has_dirty_flag) {
 
 }  // namespace
 
-int ImgInfo(int argc, char** argv) {
-  enum { kOutput = 256, kImageOpts, kBackingChain };
+bool ParseImageQueryArgs(int argc, char** argv, const char* usage, ImageSpec* spec,
+                         std::string* output) {
+  enum { kOutput = 256, kImageOpts };
   static const option kLong[] = {
       {"help", no_argument, nullptr, 'h'},
       {"format", required_argument, nullptr, 'f'},
@@ -88,32 +89,41 @@ int ImgInfo(int argc, char** argv) {
       {"force-share", no_argument, nullptr, 'U'},
       {nullptr, 0, nullptr, 0},
   };
-  ImageSpec spec;
-  spec.read_only = true;
-  std::string output = "human";
+  spec->read_only = true;
+  *output = "human";
   optind = 0;
   for (int c; (c = getopt_long(argc, argv, "+f:hU", kLong, nullptr)) != -1;) {
     switch (c) {
-      case 'f': spec.format = optarg; break;
-      case 'U': spec.force_share = true; break;
-      case kOutput: output = optarg; break;
-      case kImageOpts: spec.image_opts = true; break;
+      case 'f': spec->format = optarg; break;
+      case 'U': spec->force_share = true; break;
+      case kOutput: *output = optarg; break;
+      case kImageOpts: spec->image_opts = true; break;
       case 'h':
       default:
-        std::fprintf(stderr, "usage: coblk-img info [-f fmt] [--output=ofmt] [-U] "
-                             "[--image-opts] filename\n");
-        return 1;
+        std::fprintf(stderr, "%s", usage);
+        return false;
     }
   }
-  if (output != "human" && output != "json") {
+  if (*output != "human" && *output != "json") {
     ImgError("--output must be used with human or json as argument.");
-    return 1;
+    return false;
   }
   if (optind != argc - 1) {
     ImgError("Expecting one image file name");
-    return 1;
+    return false;
   }
-  spec.filename = argv[optind];
+  spec->filename = argv[optind];
+  return true;
+}
+
+int ImgInfo(int argc, char** argv) {
+  ImageSpec spec;
+  std::string output;
+  if (!ParseImageQueryArgs(argc, argv,
+                           "usage: coblk-img info [-f fmt] [--output=ofmt] [-U] "
+                           "[--image-opts] filename\n",
+                           &spec, &output))
+    return 1;
   auto img = ImgOpen(spec, /*no_backing=*/true);
   if (!img) return 1;
   BlockNode& node = img->blk->node();

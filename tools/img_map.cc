@@ -99,41 +99,13 @@ bool DumpEntry(bool json, const MapEntry& e, MapEntry* next) {
 }  // namespace
 
 int ImgMap(int argc, char** argv) {
-  enum { kOutput = 256, kImageOpts };
-  static const option kLong[] = {
-      {"help", no_argument, nullptr, 'h'},
-      {"format", required_argument, nullptr, 'f'},
-      {"output", required_argument, nullptr, kOutput},
-      {"image-opts", no_argument, nullptr, kImageOpts},
-      {"force-share", no_argument, nullptr, 'U'},
-      {nullptr, 0, nullptr, 0},
-  };
   ImageSpec spec;
-  spec.read_only = true;
-  std::string output = "human";
-  optind = 0;
-  for (int c; (c = getopt_long(argc, argv, "+f:hU", kLong, nullptr)) != -1;) {
-    switch (c) {
-      case 'f': spec.format = optarg; break;
-      case 'U': spec.force_share = true; break;
-      case kOutput: output = optarg; break;
-      case kImageOpts: spec.image_opts = true; break;
-      case 'h':
-      default:
-        std::fprintf(stderr, "usage: coblk-img map [-f fmt] [--output=ofmt] [-U] "
-                             "[--image-opts] filename\n");
-        return 1;
-    }
-  }
-  if (output != "human" && output != "json") {
-    ImgError("--output must be used with human or json as argument.");
+  std::string output;
+  if (!ParseImageQueryArgs(argc, argv,
+                           "usage: coblk-img map [-f fmt] [--output=ofmt] [-U] "
+                           "[--image-opts] filename\n",
+                           &spec, &output))
     return 1;
-  }
-  if (optind != argc - 1) {
-    ImgError("Expecting one image file name");
-    return 1;
-  }
-  spec.filename = argv[optind];
   auto img = ImgOpen(spec);
   if (!img) return 1;
   const bool json = output == "json";
