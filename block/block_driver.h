@@ -75,6 +75,9 @@ class BlockDriver {
   // Whether the node wants a "file" child opened for it by the generic open
   // (format drivers) or opens its own storage (protocol drivers).
   virtual bool has_file_child() const { return protocol_name().empty(); }
+  // QEMU's own name for that child where it is not "file" (blkdebug's
+  // "image"): options under it are taken as the "file" child's.
+  virtual std::string_view file_child_alias() const { return {}; }
 
   virtual const std::vector<CreateOption>& create_options() const;
   // Creates an image. opts holds the create options (size, ...) keyed by name.

@@ -161,6 +161,11 @@ Task<Result<std::shared_ptr<BlockNode>>> BlockGraph::open_node(Options options, 
   OpenContext ctx{loop_, options, read_only, filename, *this};
   ctx.probed = probed_file != nullptr;
   if (drv->has_file_child()) {
+    if (const std::string alias(drv->file_child_alias()); !alias.empty() && options.has_prefix(alias)) {
+      if (options.has_prefix("file"))
+        co_return MakeError(EINVAL, "Give either '" + alias + "' or 'file' options, not both");
+      options.rename_prefix(alias, "file");
+    }
     if (probed_file) {
       ctx.file = std::move(probed_file);
     } else {

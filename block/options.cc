@@ -192,6 +192,11 @@ bool Options::has_prefix(const std::string& prefix) const {
   return it != values_.end() && it->first.starts_with(dotted);
 }
 
+void Options::rename_prefix(const std::string& from, const std::string& to) {
+  Options moved = extract_prefix(from);
+  for (const auto& [k, v] : moved.values()) set(to + "." + k, v);
+}
+
 std::vector<std::string> Options::unconsumed() const {
   std::vector<std::string> out;
   for (const auto& [k, v] : values_) {

@@ -50,6 +50,9 @@ class Options {
   // consumed from this object (they belong to the child now).
   Options extract_prefix(const std::string& prefix);
   bool has_prefix(const std::string& prefix) const;
+  // Moves every key under "from." to "to." (an alias such as blkdebug's
+  // "image." for "file.").
+  void rename_prefix(const std::string& from, const std::string& to);
 
   // Keys not consumed yet.
   std::vector<std::string> unconsumed() const;

@@ -283,6 +283,7 @@ class BlkdebugDriver final : public BlockDriver {
   std::string_view format_name() const override { return "blkdebug"; }
   bool is_filter() const override { return true; }
   bool has_file_child() const override { return true; }
+  std::string_view file_child_alias() const override { return "image"; }
 
   Task<Result<std::shared_ptr<BlockNode>>> open(OpenContext& ctx) const override {
     std::string filename = ctx.filename;

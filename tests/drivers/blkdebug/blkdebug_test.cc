@@ -56,6 +56,19 @@ TEST_F(BlkdebugTest, PassesThroughWithoutRules) {
   EXPECT_TRUE(st->status & kStatusData);
 }
 
+// QEMU names blkdebug's child "image"; coblk takes that as "file".
+TEST_F(BlkdebugTest, QemuImageChildName) {
+  auto node = MustOpen("driver=blkdebug,inject-error.0.offset=0,inject-error.0.errno=28,"
+                       "image.driver=file,image.cache.direct=off,image.filename=" + file_.path());
+  ASSERT_TRUE(node);
+  EXPECT_EQ(node->file()->driver()->format_name(), "file");
+  EXPECT_EQ(ReadErrno(*node, 0), 28);
+  auto both = Open("driver=blkdebug,image.filename=" + file_.path() + ",file.filename=" + file_.path());
+  ASSERT_FALSE(both);
+  EXPECT_NE(both.error().ToString().find("'image' or 'file'"), std::string::npos)
+      << both.error().ToString();
+}
+
 TEST_F(BlkdebugTest, ErrnoForOverlappingRange) {
   auto node = Debug(
       "inject-error.0.errno=28,inject-error.0.offset=8192,inject-error.0.length=4096");
