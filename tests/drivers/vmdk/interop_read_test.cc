@@ -73,6 +73,11 @@ struct InteropCase {
   int64_t size;
 };
 
+// Readable GetParam() in test listings (gtest would dump the bytes).
+void PrintTo(const InteropCase& c, std::ostream* os) {
+  *os << c.subformat << " zeroed_grain=" << c.zeroed_grain << " size=" << c.size;
+}
+
 std::string Name(const ::testing::TestParamInfo<InteropCase>& i) {
   return i.param.subformat + (i.param.zeroed_grain ? "_zg" : "") + "_" +
          std::to_string(i.param.size / 512);

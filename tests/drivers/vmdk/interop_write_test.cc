@@ -67,6 +67,11 @@ std::string Name(const ::testing::TestParamInfo<Case>& i) {
   return i.param.subformat + (i.param.zeroed_grain ? "_zg" : "") + (i.param.compat6 ? "_c6" : "") +
          "_" + i.param.adapter + (i.param.via_tool ? "_tool" : "");
 }
+// Readable GetParam() in test listings (gtest would dump the bytes).
+void PrintTo(const Case& c, std::ostream* os) {
+  *os << c.subformat << " zeroed_grain=" << c.zeroed_grain << " compat6=" << c.compat6
+      << " adapter=" << c.adapter << " size=" << c.size << (c.via_tool ? " via coblk-img" : "");
+}
 
 const int64_t kBig = 2 * kGiB_ + 16 * kMiB_ + 1536;  // > 2 GiB, not grain aligned
 const int64_t kSmall = 64 * kMiB_ + 512;
@@ -162,6 +167,9 @@ struct ReverseCase {
   bool zeroed_grain;
   int64_t size;
 };
+void PrintTo(const ReverseCase& c, std::ostream* os) {
+  *os << c.subformat << " zeroed_grain=" << c.zeroed_grain << " size=" << c.size;
+}
 
 class InteropWriteReverse : public VmdkWriteTest,
                             public ::testing::WithParamInterface<ReverseCase> {};
