@@ -128,14 +128,10 @@ class RawDriver final : public BlockDriver {
   std::string_view format_name() const override { return "raw"; }
   int probe(std::span<const uint8_t>, std::string_view) const override { return 1; }
 
+  // Creating a raw image is creating the file: the protocol's options.
   const std::vector<CreateOption>& create_options() const override {
-    static const std::vector<CreateOption> opts = {
-        {"size", CreateOption::Type::kSize, "Virtual disk size", ""},
-        {"preallocation", CreateOption::Type::kString,
-         // No default string, as in QEMU: qemu-img's "Formatting" line omits it.
-         "Preallocation mode (allowed values: off, falloc, full)", ""},
-    };
-    return opts;
+    if (const BlockDriver* proto = FindProtocolDriver("file")) return proto->create_options();
+    return BlockDriver::create_options();
   }
 
   // A raw image is just a file of the right size: the protocol creates it.

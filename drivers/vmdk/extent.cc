@@ -64,6 +64,17 @@ static Task<Result<Sector>> ReadSector(BlockNode* file, uint64_t at) {
   co_return s;
 }
 
+std::unique_ptr<Extent> Extent::NewSparse(BlockNode* file, const SparseLayout& layout,
+                                          std::string type_name) {
+  std::unique_ptr<Extent> e(new Extent());
+  e->kind_ = ExtentKind::kSparse;
+  e->file_ = file;
+  e->layout_ = layout;
+  e->sectors_ = layout.sectors;
+  e->type_name_ = std::move(type_name);
+  return e;
+}
+
 Task<Result<std::unique_ptr<Extent>>> Extent::OpenVmdk4(BlockNode* file, bool read_write,
                                                         uint64_t cache_bytes, uint64_t file_size) {
   auto sector = co_await ReadSector(file, 0);
@@ -88,12 +99,7 @@ Task<Result<std::unique_ptr<Extent>>> Extent::OpenVmdk4(BlockNode* file, bool re
   auto layout = LayoutFromVmdk4(*header, footer, file_size, read_write);
   if (!layout) co_return std::unexpected(layout.error());
 
-  std::unique_ptr<Extent> e(new Extent());
-  e->kind_ = ExtentKind::kSparse;
-  e->file_ = file;
-  e->layout_ = *layout;
-  e->sectors_ = layout->sectors;
-  e->type_name_ = "SPARSE";
+  std::unique_ptr<Extent> e = NewSparse(file, *layout, "SPARSE");
   e->header_sector_ = footer ? footer->Encode() : header_sector;
   COBLK_CO_RETURN_IF_ERROR(co_await e->load_directories(cache_bytes));
   co_return e;
@@ -107,12 +113,7 @@ Task<Result<std::unique_ptr<Extent>>> Extent::OpenVmdk3(BlockNode* file, uint64_
   if (!header) co_return std::unexpected(header.error());
   auto layout = LayoutFromVmdk3(*header, file_size);
   if (!layout) co_return std::unexpected(layout.error());
-  std::unique_ptr<Extent> e(new Extent());
-  e->kind_ = ExtentKind::kSparse;
-  e->file_ = file;
-  e->layout_ = *layout;
-  e->sectors_ = layout->sectors;
-  e->type_name_ = "VMFSSPARSE";
+  std::unique_ptr<Extent> e = NewSparse(file, *layout, "VMFSSPARSE");
   COBLK_CO_RETURN_IF_ERROR(co_await e->load_directories(cache_bytes));
   co_return e;
 }
@@ -136,12 +137,7 @@ Task<Result<std::unique_ptr<Extent>>> Extent::OpenSeSparse(BlockNode* file, bool
   COBLK_CO_RETURN_IF_ERROR(CheckSeSparseVolatileHeader(*vheader));
   auto layout = LayoutFromSeSparse(*header, file_size);
   if (!layout) co_return std::unexpected(layout.error());
-  std::unique_ptr<Extent> e(new Extent());
-  e->kind_ = ExtentKind::kSparse;
-  e->file_ = file;
-  e->layout_ = *layout;
-  e->sectors_ = layout->sectors;
-  e->type_name_ = "SESPARSE";
+  std::unique_ptr<Extent> e = NewSparse(file, *layout, "SESPARSE");
   COBLK_CO_RETURN_IF_ERROR(co_await e->load_directories(cache_bytes));
   co_return e;
 }

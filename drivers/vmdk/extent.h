@@ -135,6 +135,10 @@ class Extent {
   static Task<Result<std::unique_ptr<Extent>>> OpenSeSparse(BlockNode* file, bool read_write,
                                                             uint64_t cache_bytes,
                                                             uint64_t file_size);
+  // A sparse extent over `file` with a validated layout; the caller then
+  // loads its directories.
+  static std::unique_ptr<Extent> NewSparse(BlockNode* file, const SparseLayout& layout,
+                                           std::string type_name);
   Task<Status> load_directories(uint64_t cache_bytes);
 
   // Grain-table file offset for directory index l1 (0 = none), or error.
