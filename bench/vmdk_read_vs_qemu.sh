@@ -35,6 +35,9 @@ if [ ! -f "$vmdk" ]; then
   echo "converting to $vmdk (monolithicSparse, every grain allocated)..."
   qemu-img convert -f raw -O vmdk -o subformat=monolithicSparse "$raw" "$vmdk"
 fi
+# Both were written through the page cache: write them back now, or the
+# first O_DIRECT run pays for the other's dirty pages.
+sync "$raw" "$vmdk"
 
 # Prints IOPS from "Run completed in N seconds." (same output on both tools).
 iops() {  # tool fmt depth extra... file
