@@ -140,6 +140,7 @@ class Extent {
   static std::unique_ptr<Extent> NewSparse(BlockNode* file, const SparseLayout& layout,
                                            std::string type_name);
   Task<Status> load_directories(uint64_t cache_bytes);
+  void reuse_empty_stream_tail(uint64_t file_size);
 
   // Grain-table file offset for directory index l1 (0 = none), or error.
   Result<uint64_t> table_offset(uint32_t l1) const;

@@ -100,8 +100,28 @@ Task<Status> Extent::enable_writes(bool extent_writable) {
       if (!t) co_return std::unexpected(t.error());
       directory_[i] = kInMemoryTable;
     }
+    reuse_empty_stream_tail(file_size);
   }
   co_return OkStatus();
+}
+
+// A stream with no grains yet (as created) is all tail: GD marker, the
+// empty GD, footer and end-of-stream marker, where the first grain goes.
+// New grains overwrite it, so the stream that sequential readers (ESXi,
+// ovftool) walk has no end-of-stream marker before its grains; the next
+// flush writes the tail after them. Until then a crash leaves an image
+// without a footer, but there was no data in it to lose. A tail that
+// describes grains is never overwritten: later grains go after it.
+void Extent::reuse_empty_stream_tail(uint64_t file_size) {
+  if (std::any_of(directory_.begin(), directory_.end(), [](uint64_t e) { return e != 0; })) return;
+  const uint64_t gd_sector = layout_.l1_table_offset / kSectorSize;
+  const uint64_t tail_sectors = 1 + SectorsFor(layout_.l1_table_bytes()) + kFooterBytes / kSectorSize;
+  if (gd_sector <= layout_.grain_start_sector || gd_sector - 1 + tail_sectors != SectorsFor(file_size))
+    return;
+  append_sector_ = gd_sector - 1;
+  // Those sectors stop being metadata.
+  const uint64_t from = append_sector_ * kSectorSize;
+  std::erase_if(metadata_, [from](const Range& r) { return r.end > from; });
 }
 
 // Appending grains one write at a time would extend the file with every
@@ -116,6 +136,9 @@ Task<Result<uint64_t>> Extent::allocate(uint64_t bytes) {
     co_return MakeError(ENOSPC, "VMDK extent '" + file_->filename() + "' is full");
   const uint64_t at = append_sector_ * kSectorSize;
   append_sector_ += sectors;
+  // The tail must be written again even if this grain's write fails: the
+  // file no longer ends with it (or the grain went over an empty tail).
+  if (stream_layout_) stream_dirty_ = true;
   const uint64_t end = append_sector_ * kSectorSize;
   while (end > reserved_end_) {
     if (growing_) {

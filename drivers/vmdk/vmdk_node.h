@@ -8,6 +8,7 @@
 
 #include "block/block_node.h"
 #include "coroutine/co_mutex.h"
+#include "drivers/vmdk/allocation_order.h"
 #include "drivers/vmdk/descriptor.h"
 #include "drivers/vmdk/extent.h"
 
@@ -62,13 +63,18 @@ class VmdkNode final : public BlockNode {
   bool parent_cid_valid();
 
   // ---- write side (vmdk_write.cc) ----
+
   Task<Status> write_range(int64_t offset, int64_t bytes, IoVector& qiov);
   // Writes [pos, pos+n) inside one grain (or one flat extent piece).
-  Task<Status> write_piece(Extent& e, uint64_t in_extent, uint64_t n, IoVector& data);
+  Task<Status> write_piece(Extent& e, uint64_t in_extent, uint64_t n, IoVector& data,
+                           PieceOrder order = {nullptr, 0});
+  Task<Status> write_piece_in_order(Extent& e, uint64_t in_extent, uint64_t n, IoVector& data,
+                                    PieceOrder order);
   // Allocates a whole grain: old content (backing or zeros) merged with the
-  // new bytes, written in one request, then its table entry committed.
+  // new bytes (compressed on the thread pool for stream extents), written in
+  // one request, then its table entry committed.
   Task<Status> allocate_grain(Extent& e, uint64_t in_extent, uint64_t n, IoVector& data,
-                              GrainMapping::State old_state);
+                              GrainMapping::State old_state, PieceOrder order);
   // QEMU's vmdk_write_cid: a new CID once per open, before the first write.
   Task<Status> update_cid_once();
   Task<Status> zero_grain(Extent& e, uint64_t in_extent);

@@ -11,6 +11,7 @@
 #include "drivers/vmdk/strfmt.h"
 #include "drivers/vmdk/vmdk_node.h"
 #include "io/aligned_buffer.h"
+#include "io/thread_pool.h"
 
 namespace coblk::vmdk {
 
@@ -73,23 +74,56 @@ Task<Status> VmdkNode::co_pwritev(int64_t offset, int64_t bytes, IoVector& qiov,
 
 Task<Status> VmdkNode::write_range(int64_t offset, int64_t bytes, IoVector& qiov) {
   COBLK_CO_RETURN_IF_ERROR(co_await update_cid_once());
+  // Pieces (one grain, or one flat extent's part) in flight at once: bounds
+  // the grain buffers a huge request holds.
+  constexpr size_t kWindow = 32;
+  struct Piece {
+    Extent* extent;
+    uint64_t in_extent, n;
+    IoVector data;
+  };
   uint64_t pos = static_cast<uint64_t>(offset), done = 0;
   const uint64_t total = static_cast<uint64_t>(bytes);
   while (done < total) {
-    Extent* e = find_extent(pos);
-    // Alignment padding past the end of the disk (see co_preadv) is dropped.
-    if (!e && pos >= static_cast<uint64_t>(size())) break;
-    if (!e) co_return MakeError(EIO, "Offset beyond the last extent");
-    if (!e->writable()) co_return NotWritable(*e);
-    const uint64_t in_extent = pos - e->start;
-    const uint64_t grain = e->grain_bytes();
-    const uint64_t n = std::min(total - done, grain - in_extent % grain);
-    IoVector part = qiov.slice(done, n);
-    COBLK_CO_RETURN_IF_ERROR(co_await write_piece(*e, in_extent, n, part));
-    pos += n;
-    done += n;
+    std::vector<Piece> pieces;
+    while (done < total && pieces.size() < kWindow) {
+      Extent* e = find_extent(pos);
+      // Alignment padding past the end of the disk (see co_preadv) is dropped.
+      if (!e && pos >= static_cast<uint64_t>(size())) {
+        done = total;
+        break;
+      }
+      if (!e) co_return MakeError(EIO, "Offset beyond the last extent");
+      if (!e->writable()) co_return NotWritable(*e);
+      const uint64_t in_extent = pos - e->start;
+      const uint64_t grain = e->grain_bytes();
+      const uint64_t n = std::min({total - done, grain - in_extent % grain, e->end() - pos});
+      pieces.push_back(Piece{e, in_extent, n, qiov.slice(done, n)});
+      pos += n;
+      done += n;
+    }
+    if (pieces.size() == 1) {
+      COBLK_CO_RETURN_IF_ERROR(co_await write_piece(*pieces[0].extent, pieces[0].in_extent,
+                                                    pieces[0].n, pieces[0].data));
+      continue;
+    }
+    AllocationOrder order(pieces.size());
+    std::vector<Task<Status>> tasks;
+    for (size_t k = 0; k < pieces.size(); ++k)
+      tasks.push_back(write_piece_in_order(*pieces[k].extent, pieces[k].in_extent, pieces[k].n,
+                                           pieces[k].data, PieceOrder{&order, k}));
+    std::vector<Status> results = co_await when_all(std::move(tasks));
+    for (Status& st : results)
+      if (!st) co_return st;
   }
   co_return OkStatus();
+}
+
+Task<Status> VmdkNode::write_piece_in_order(Extent& e, uint64_t in_extent, uint64_t n,
+                                            IoVector& data, PieceOrder order) {
+  Status st = co_await write_piece(e, in_extent, n, data, order);
+  order.order->done(order.index);  // also when it allocated nothing or failed
+  co_return st;
 }
 
 Task<Status> VmdkNode::co_pwritev_compressed(int64_t offset, int64_t bytes, IoVector& qiov) {
@@ -98,7 +132,8 @@ Task<Status> VmdkNode::co_pwritev_compressed(int64_t offset, int64_t bytes, IoVe
   co_return co_await co_pwritev(offset, bytes, qiov, 0);
 }
 
-Task<Status> VmdkNode::write_piece(Extent& e, uint64_t in_extent, uint64_t n, IoVector& data) {
+Task<Status> VmdkNode::write_piece(Extent& e, uint64_t in_extent, uint64_t n, IoVector& data,
+                                   PieceOrder order) {
   if (e.kind() == ExtentKind::kFlat) {
     GrainMapping flat;
     Status err;
@@ -115,7 +150,7 @@ Task<Status> VmdkNode::write_piece(Extent& e, uint64_t in_extent, uint64_t n, Io
     m = co_await e.lookup(in_extent);
     if (!m) co_return std::unexpected(m.error());
     if (m->state != GrainMapping::kAllocated)
-      co_return co_await allocate_grain(e, in_extent, n, data, m->state);
+      co_return co_await allocate_grain(e, in_extent, n, data, m->state, order);
   }
   if (e.compressed())
     co_return MakeError(EIO, "Could not write to allocated cluster for streamOptimized");
@@ -125,7 +160,7 @@ Task<Status> VmdkNode::write_piece(Extent& e, uint64_t in_extent, uint64_t n, Io
 }
 
 Task<Status> VmdkNode::allocate_grain(Extent& e, uint64_t in_extent, uint64_t n, IoVector& data,
-                                      GrainMapping::State old_state) {
+                                      GrainMapping::State old_state, PieceOrder order) {
   COBLK_CO_RETURN_IF_ERROR(e.check_can_allocate(in_extent));
   const uint64_t grain = e.grain_bytes();
   const uint64_t grain_start = in_extent - in_extent % grain;
@@ -145,16 +180,23 @@ Task<Status> VmdkNode::allocate_grain(Extent& e, uint64_t in_extent, uint64_t n,
 
   uint64_t at = 0;
   if (e.compressed()) {
-    auto packed = CompressGrain(buf.span(), (e.start + grain_start) / kSectorSize);
+    // Deflate takes ~1 ms a grain: run it on the pool so concurrent
+    // writers (convert's coroutines) compress on every core, not the loop's.
+    auto deflate = [&] { return CompressGrain(buf.span(), (e.start + grain_start) / kSectorSize); };
+    auto packed = co_await default_thread_pool().run(deflate);
     if (!packed) co_return std::unexpected(packed.error());
+    if (order.order) co_await order.order->wait_turn(order.index);
     auto where = co_await e.allocate(packed->size());
+    if (order.order) order.order->done(order.index);
     if (!where) co_return std::unexpected(where.error());
     at = *where;
     e.file()->debug_event("write_compressed");
     COBLK_CO_RETURN_IF_ERROR(co_await e.file()->pwrite(static_cast<int64_t>(at), packed->data(),
                                                        static_cast<int64_t>(packed->size())));
   } else {
+    if (order.order) co_await order.order->wait_turn(order.index);
     auto where = co_await e.allocate(grain);
+    if (order.order) order.order->done(order.index);
     if (!where) co_return std::unexpected(where.error());
     at = *where;
     e.file()->debug_event("cluster_alloc");

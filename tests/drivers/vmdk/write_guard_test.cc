@@ -430,5 +430,73 @@ TEST_F(ConcurrentWrite, SameGrainAndSameTable) {
   if (HaveQemu()) ExpectQemuCheckClean(img_);
 }
 
+// A request over many grains writes them at once, but they take their
+// space in the file in offset order.
+TEST_F(ConcurrentWrite, MultiGrainRequestsAllocateInOffsetOrder) {
+  MakeSparse(false);
+  auto node = OpenRw(img_);
+  ASSERT_TRUE(node);
+  BlockNode& n = **node;
+  Shadow shadow;
+  // Two concurrent requests of ~40 grains each, unaligned at both ends.
+  const int64_t a = 3 * kGrain + 700, b = 300 * kGrain + 1234, len = 40 * kGrain + 999;
+  Bytes da = testing_util::Pattern(static_cast<size_t>(len), 1);
+  Bytes db = testing_util::Pattern(static_cast<size_t>(len), 2);
+  shadow.Apply(a, da);
+  shadow.Apply(b, db);
+  std::vector<Task<Status>> tasks;
+  tasks.push_back(n.pwrite(a, da.data(), len));
+  tasks.push_back(n.pwrite(b, db.data(), len));
+  for (auto& st : sync_wait(loop(), when_all(std::move(tasks)))) ASSERT_TRUE(st) << st.error().ToString();
+  ExpectContent(n, shadow);
+  for (int64_t start : {a, b}) {
+    int64_t previous = -1;
+    for (int64_t g = start / kGrain; g <= (start + len - 1) / kGrain; ++g) {
+      auto st = GetStatus(n, g * kGrain, kGrain);
+      ASSERT_TRUE(st) << st.error().ToString();
+      ASSERT_TRUE(st->status & kStatusOffsetValid) << "grain " << g;
+      EXPECT_GT(st->map, previous) << "grain " << g << " lies before the grain ahead of it";
+      previous = st->map;
+    }
+  }
+  Close(*node);
+  if (HaveQemu()) ExpectQemuCheckClean(img_);
+}
+
+// The same for a stream: one compressed request over many grains leaves
+// its grain markers in LBA order, as a stream reader expects.
+TEST_F(ConcurrentWrite, StreamGrainsStayInLbaOrder) {
+  ASSERT_TRUE(Create(img_, "size=64M,subformat=streamOptimized"));
+  auto node = OpenRw(img_);
+  ASSERT_TRUE(node);
+  constexpr int kGrains = 48;
+  Bytes data = testing_util::Pattern(kGrains * kGrain, 7);
+  IoVector v(data.data(), data.size());
+  Status st = sync_wait(loop(), (*node)->pwritev_compressed(kGrain, kGrains * kGrain, v));
+  ASSERT_TRUE(st) << st.error().ToString();
+  Close(*node);
+
+  Bytes f = ReadFile(img_);
+  auto header = Vmdk4Header::Decode(std::span<const uint8_t>(f).subspan(0, 512));
+  ASSERT_TRUE(header);
+  std::vector<uint64_t> lbas;
+  for (uint64_t at = header->grain_offset * 512; at + 512 <= f.size();) {
+    auto m = GrainMarker::Decode(std::span<const uint8_t>(f).subspan(at, 512));
+    ASSERT_TRUE(m);
+    if (m->is_metadata()) break;
+    lbas.push_back(m->lba);
+    at += (GrainMarker::kGrainHeaderSize + m->size + 511) / 512 * 512;
+  }
+  ASSERT_EQ(lbas.size(), static_cast<size_t>(kGrains));
+  for (size_t i = 0; i < lbas.size(); ++i) EXPECT_EQ(lbas[i], (i + 1) * kGrain / 512);
+  auto ro = OpenVmdk(img_);
+  ASSERT_TRUE(ro);
+  auto back = Read(**ro, kGrain, data.size());
+  ASSERT_TRUE(back);
+  EXPECT_TRUE(*back == data);
+  Close(*ro);
+  if (HaveQemu()) ExpectQemuCheckClean(img_);
+}
+
 }  // namespace
 }  // namespace coblk::vmdk::test
