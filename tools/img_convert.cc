@@ -290,7 +290,16 @@ Task<Status> ConvertWrite(ConvertState& s, int64_t sector_num, int64_t nb_sector
         if (!write && !s.compressed) {
           write = IsAllocatedSectorsMin(buf, n, &n, s.min_sparse, sector_num, s.alignment);
         } else if (!write) {
+          // qemu-img decides cluster by cluster; a run of clusters that
+          // decide alike goes in one request (whose grains the driver can
+          // compress in parallel).
+          n = std::min(n, s.cluster_sectors);
           write = !IsZero(buf, static_cast<size_t>(n * kSector));
+          while (n < nb_sectors) {
+            const int64_t next = std::min(nb_sectors - n, s.cluster_sectors);
+            if (IsZero(buf + n * kSector, static_cast<size_t>(next * kSector)) == write) break;
+            n += next;
+          }
         }
         if (write) {
           Status st;
@@ -345,10 +354,15 @@ Task<void> CopyWorker(ConvertState& s) {
       s.sector_num += n;
     }
     if (status == Blk::kData || (!s.min_sparse && status == Blk::kZero)) {
-      s.allocated_done += n;
-      s.progress->print(static_cast<float>(100.0 * static_cast<double>(s.allocated_done) /
-                                           static_cast<double>(s.allocated_sectors)),
-                        0);
+      // Compressed chunks hold several clusters; qemu-img advances its
+      // progress a cluster at a time, and so does this.
+      const int64_t step = s.compressed && status == Blk::kData ? s.cluster_sectors : n;
+      for (int64_t left = n; left > 0; left -= step) {
+        s.allocated_done += std::min(step, left);
+        s.progress->print(static_cast<float>(100.0 * static_cast<double>(s.allocated_done) /
+                                             static_cast<double>(s.allocated_sectors)),
+                          0);
+      }
     }
 
     if (status == Blk::kData) {
@@ -393,7 +407,9 @@ Task<Status> DoCopy(ConvertState& s) {
       ImgError("invalid cluster size");
       co_return MakeError(EINVAL, "invalid cluster size");
     }
-    s.buf_sectors = s.cluster_sectors;
+    // Whole clusters per chunk, as many as fit the buffer (qemu-img takes
+    // one; the clusters are still judged one by one in ConvertWrite).
+    s.buf_sectors -= s.buf_sectors % s.cluster_sectors;
   }
   // The allocated size, for progress.
   for (int64_t sector_num = 0; sector_num < s.total_sectors;) {
