@@ -6,7 +6,7 @@
 # outputs compare equal to the source (qemu-img compare).
 #
 # Usage: bench/convert_vs_qemu.sh [build-dir]   (default: build)
-#   RUNS=1 (best of N), EXTRA="-m 16 -W" (flags added on both sides),
+#   RUNS=3 (best of N), EXTRA="-m 16 -W" (flags added on both sides),
 #   COBLK_BENCH_DIR (where the 1 GiB input and outputs go; default build-dir).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
