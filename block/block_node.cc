@@ -610,6 +610,13 @@ BlockNode* BlockNode::child(const std::string& name) const {
   return nullptr;
 }
 
+void BlockNode::attach_file(std::shared_ptr<BlockNode> file, bool read_only) {
+  set_size(file->size());
+  set_filename(file->filename());
+  set_read_only(read_only);
+  add_child("file", ChildRole::kFile, std::move(file));
+}
+
 void BlockNode::add_child(std::string name, ChildRole role, std::shared_ptr<BlockNode> node) {
   for (BdrvChild& c : children_) {
     if (c.name == name) {

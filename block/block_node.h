@@ -91,6 +91,9 @@ class BlockNode : public std::enable_shared_from_this<BlockNode> {
 
   // ---- Graph setup (used by drivers' open and the open logic) ----
   void add_child(std::string name, ChildRole role, std::shared_ptr<BlockNode> node);
+  // For nodes that pass through to one file (filters, raw): adds it as the
+  // "file" child and takes its size and filename.
+  void attach_file(std::shared_ptr<BlockNode> file, bool read_only);
   void set_size(int64_t size) { size_ = size; }
   void set_read_only(bool ro) { read_only_ = ro; }
   void set_filename(std::string f) { filename_ = std::move(f); }

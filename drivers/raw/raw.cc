@@ -153,9 +153,7 @@ class RawDriver final : public BlockDriver {
     auto child = co_await ctx.open_child("file", ChildRole::kFile, filename);
     if (!child) co_return std::unexpected(child.error());
     auto node = std::make_shared<RawNode>(this, ctx.loop);
-    node->add_child("file", ChildRole::kFile, *child);
-    node->set_read_only(ctx.read_only);
-    node->set_filename((*child)->filename());
+    node->attach_file(*child, ctx.read_only);
     COBLK_CO_RETURN_IF_ERROR(node->Configure(*offset, has_size, *size, ctx.probed));
     node->refresh_limits();
     co_return std::shared_ptr<BlockNode>(std::move(node));

@@ -117,10 +117,7 @@ class OrderRecorderDriver final : public BlockDriver {
     auto child = co_await ctx.open_child("file", ChildRole::kFile, ctx.filename);
     if (!child) co_return std::unexpected(child.error());
     auto node = std::make_shared<OrderRecorderNode>(this, ctx.loop);
-    node->add_child("file", ChildRole::kFile, *child);
-    node->set_size((*child)->size());
-    node->set_read_only(ctx.read_only);
-    node->set_filename((*child)->filename());
+    node->attach_file(*child, ctx.read_only);
     node->refresh_limits();
     co_return std::shared_ptr<BlockNode>(std::move(node));
   }
