@@ -63,7 +63,6 @@ class VmdkNode final : public BlockNode {
   bool parent_cid_valid();
 
   // ---- write side (vmdk_write.cc) ----
-
   Task<Status> write_range(int64_t offset, int64_t bytes, IoVector& qiov);
   // Writes [pos, pos+n) inside one grain (or one flat extent piece).
   Task<Status> write_piece(Extent& e, uint64_t in_extent, uint64_t n, IoVector& data,

@@ -26,6 +26,14 @@ Status NotWritable(const Extent& e) {
                                "' is read-only");
 }
 
+// File space for a new grain, taken in the request's offset order.
+Task<Result<uint64_t>> AllocateInOrder(Extent& e, uint64_t bytes, PieceOrder order) {
+  if (order.order) co_await order.order->wait_turn(order.index);
+  Result<uint64_t> where = co_await e.allocate(bytes);
+  if (order.order) order.order->done(order.index);
+  co_return where;
+}
+
 }  // namespace
 
 Task<Status> VmdkNode::update_cid_once() {
@@ -185,18 +193,14 @@ Task<Status> VmdkNode::allocate_grain(Extent& e, uint64_t in_extent, uint64_t n,
     auto deflate = [&] { return CompressGrain(buf.span(), (e.start + grain_start) / kSectorSize); };
     auto packed = co_await default_thread_pool().run(deflate);
     if (!packed) co_return std::unexpected(packed.error());
-    if (order.order) co_await order.order->wait_turn(order.index);
-    auto where = co_await e.allocate(packed->size());
-    if (order.order) order.order->done(order.index);
+    auto where = co_await AllocateInOrder(e, packed->size(), order);
     if (!where) co_return std::unexpected(where.error());
     at = *where;
     e.file()->debug_event("write_compressed");
     COBLK_CO_RETURN_IF_ERROR(co_await e.file()->pwrite(static_cast<int64_t>(at), packed->data(),
                                                        static_cast<int64_t>(packed->size())));
   } else {
-    if (order.order) co_await order.order->wait_turn(order.index);
-    auto where = co_await e.allocate(grain);
-    if (order.order) order.order->done(order.index);
+    auto where = co_await AllocateInOrder(e, grain, order);
     if (!where) co_return std::unexpected(where.error());
     at = *where;
     e.file()->debug_event("cluster_alloc");
