@@ -11,5 +11,8 @@ case "$flavour" in
   asan)    dir=build-asan;  args=(-DCMAKE_BUILD_TYPE=Debug -DCOBLK_SANITIZE=ON -DCOBLK_BUILD_BENCH=OFF) ;;
   *) echo "unknown flavour $flavour" >&2; exit 2 ;;
 esac
+# ccache, where installed, makes rebuilds in several checkouts cheap; CI
+# builds once from scratch and does not need it.
+if command -v ccache >/dev/null; then args+=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache); fi
 cmake -S "$root" -B "$root/$dir" "${args[@]}" >/dev/null
 cmake --build "$root/$dir" -j"$jobs"
