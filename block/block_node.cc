@@ -279,20 +279,39 @@ Task<Status> BlockNode::pwrite(int64_t offset, const void* buf, int64_t bytes, u
 Task<Status> BlockNode::aligned_pwritev(int64_t offset, int64_t bytes, IoVector& qiov,
                                         uint32_t flags, int64_t data_end) {
   const int64_t max_xfer = max_transfer_bytes();
-  auto driver_write = [this, data_end](int64_t off, int64_t n, IoVector& v,
-                                       uint32_t f) -> Task<Status> {
-    if (data_end > off && data_end < off + n)
-      return co_pwritev_padded(off, n, v, f, data_end);
-    return co_pwritev(off, n, v, f);
-  };
-  if (bytes <= max_xfer) co_return co_await driver_write(offset, bytes, qiov, flags);
+  if (bytes <= max_xfer) co_return co_await driver_pwritev(offset, bytes, qiov, flags, data_end);
   for (int64_t done = 0; done < bytes;) {
     const int64_t num = std::min(bytes - done, max_xfer);
     IoVector part = qiov.slice(static_cast<size_t>(done), static_cast<size_t>(num));
-    COBLK_CO_RETURN_IF_ERROR(co_await driver_write(offset + done, num, part, flags));
+    COBLK_CO_RETURN_IF_ERROR(co_await driver_pwritev(offset + done, num, part, flags, data_end));
     done += num;
   }
   co_return OkStatus();
+}
+
+// FUA, as QEMU's bdrv_driver_pwritev: a driver that does not declare the
+// flag in supported_write_flags (supported_zero_flags for write_zeroes)
+// gets the request without it, and the node is flushed after the request,
+// so the data is durable when the request returns.
+Task<Status> BlockNode::driver_pwritev(int64_t offset, int64_t bytes, IoVector& qiov,
+                                       uint32_t flags, int64_t data_end) {
+  const bool emulate_fua = (flags & kReqFua) && !(supported_write_flags_ & kReqFua);
+  if (emulate_fua) flags &= ~static_cast<uint32_t>(kReqFua);
+  Status st;
+  if (data_end > offset && data_end < offset + bytes)
+    st = co_await co_pwritev_padded(offset, bytes, qiov, flags, data_end);
+  else
+    st = co_await co_pwritev(offset, bytes, qiov, flags);
+  if (st && emulate_fua) st = co_await co_flush();
+  co_return st;
+}
+
+Task<Status> BlockNode::driver_pwrite_zeroes(int64_t offset, int64_t bytes, uint32_t flags) {
+  const bool emulate_fua = (flags & kReqFua) && !(supported_zero_flags_ & kReqFua);
+  if (emulate_fua) flags &= ~static_cast<uint32_t>(kReqFua);
+  Status st = co_await co_pwrite_zeroes(offset, bytes, flags);
+  if (st && emulate_fua) st = co_await co_flush();
+  co_return st;
 }
 
 // Writes through an aligned buffer; partial blocks at either end of the
@@ -412,7 +431,7 @@ Task<Status> BlockNode::do_pwrite_zeroes(int64_t offset, int64_t bytes, uint32_t
       num -= tail;
     }
     num = std::min(num, max_zero);
-    Status s = co_await co_pwrite_zeroes(offset, num, flags);
+    Status s = co_await driver_pwrite_zeroes(offset, num, flags);
     if (!s && s.error().errnum() == ENOTSUP) {
       if (flags & kReqNoFallback) co_return s;
       s = co_await zeroes_fallback(offset, num, flags);

@@ -95,6 +95,13 @@ class BlockNode : public std::enable_shared_from_this<BlockNode> {
   // "file" child and takes its size and filename.
   void attach_file(std::shared_ptr<BlockNode> file, bool read_only);
   void set_size(int64_t size) { size_ = size; }
+  // Request flags the driver honours itself (QEMU's supported_write_flags
+  // and supported_zero_flags); for kReqFua the generic layer flushes after
+  // the request where the driver does not declare it. Set in open.
+  void set_supported_flags(uint32_t write_flags, uint32_t zero_flags) {
+    supported_write_flags_ = write_flags;
+    supported_zero_flags_ = zero_flags;
+  }
   void set_read_only(bool ro) { read_only_ = ro; }
   void set_filename(std::string f) { filename_ = std::move(f); }
   void set_node_name(std::string n) { node_name_ = std::move(n); }
@@ -154,6 +161,10 @@ class BlockNode : public std::enable_shared_from_this<BlockNode> {
   Task<Status> bounce_preadv(int64_t offset, int64_t bytes, IoVector& qiov, uint32_t flags);
   Task<Status> bounce_pwritev(int64_t offset, int64_t bytes, const IoVector& qiov, uint32_t flags);
   // Aligned write_zeroes: driver first, zeroed buffer on ENOTSUP.
+  // The driver calls, with FUA emulated where the driver does not honour it.
+  Task<Status> driver_pwritev(int64_t offset, int64_t bytes, IoVector& qiov, uint32_t flags,
+                              int64_t data_end);
+  Task<Status> driver_pwrite_zeroes(int64_t offset, int64_t bytes, uint32_t flags);
   Task<Status> pwrite_zeroes_checked(int64_t offset, int64_t bytes, uint32_t flags);
   Task<Status> do_pwrite_zeroes(int64_t offset, int64_t bytes, uint32_t flags);
   Task<Status> zeroes_fallback(int64_t offset, int64_t bytes, uint32_t flags);
@@ -180,6 +191,8 @@ class BlockNode : public std::enable_shared_from_this<BlockNode> {
   int64_t size_ = 0;
   bool read_only_ = false;
   bool closed_ = false;
+  uint32_t supported_write_flags_ = 0;
+  uint32_t supported_zero_flags_ = 0;
   std::string filename_;
   std::string node_name_;
   BlockLimits limits_;
