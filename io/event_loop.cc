@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 
 #include "io/aio_engine.h"
 
@@ -144,8 +146,25 @@ void EventLoop::run_ready() {
 }
 
 void EventLoop::run_once(bool block) {
-  Executor* previous = Executor::current();
-  set_current(this);
+  if (in_iteration_) {
+    std::fprintf(stderr,
+                 "coblk: EventLoop re-entered: run_once() (e.g. through sync_wait() or a "
+                 "blocking BlockBackend call) was called from code running on the same loop; "
+                 "await the co_* form instead (co_close() to close a backend)\n");
+    std::abort();
+  }
+  struct IterationScope {
+    EventLoop& loop;
+    Executor* previous = Executor::current();
+    explicit IterationScope(EventLoop& l) : loop(l) {
+      loop.in_iteration_ = true;
+      loop.set_current(&loop);
+    }
+    ~IterationScope() {
+      loop.set_current(previous);
+      loop.in_iteration_ = false;
+    }
+  } scope(*this);
   ++iterations_;
   for (auto& hook : pre_poll_hooks_) hook.second();
 
@@ -166,7 +185,6 @@ void EventLoop::run_once(bool block) {
   }
   run_timers();
   run_ready();
-  set_current(previous);
 }
 
 void EventLoop::run() {

@@ -43,6 +43,10 @@ class EventLoop final : public Executor {
   TimerId add_timer(std::chrono::nanoseconds delay,
                     std::function<void()> fn) override;
   void cancel_timer(TimerId id) override;
+  // Never re-entrant: calling it (directly, or through sync_wait or a
+  // blocking BlockBackend call) from code the loop is running — a coroutine,
+  // a callback, a timer — would run the outer iteration's ready list from
+  // under it. That aborts with a message saying so; use the co_* forms.
   void run_once(bool block) override;
 
   // Bottom half: fn runs after the current callback returns.
@@ -65,6 +69,9 @@ class EventLoop final : public Executor {
   void make_current() { set_current(this); }
 
   uint64_t iterations() const { return iterations_; }
+  // True while run_once is on the stack (of the loop's thread): code that
+  // must not block the loop checks this.
+  bool in_iteration() const { return in_iteration_; }
 
   // The loop's shared libaio engine, created on first use with queue_depth
   // (later calls return the existing engine). Like QEMU, one AIO context per
@@ -107,6 +114,7 @@ class EventLoop final : public Executor {
   std::atomic<bool> wake_pending_{false};
   std::atomic<bool> stop_{false};
   uint64_t iterations_ = 0;
+  bool in_iteration_ = false;  // loop thread only
   static constexpr unsigned kPollEveryBusy = 16;
   unsigned busy_iterations_ = 0;
   std::unique_ptr<AioEngine> aio_;
