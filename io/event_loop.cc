@@ -187,9 +187,10 @@ void EventLoop::run_once(bool block) {
   run_ready();
 }
 
+// Each stop() ends one run(): a stop() that arrives before run() starts
+// (or between two runs) is kept and makes the next run() return at once.
 void EventLoop::run() {
-  stop_.store(false);
-  while (!stop_.load(std::memory_order_acquire)) run_once(true);
+  while (!stop_.exchange(false, std::memory_order_acq_rel)) run_once(true);
 }
 
 void EventLoop::stop() {

@@ -60,7 +60,9 @@ class EventLoop final : public Executor {
   int add_pre_poll_hook(std::function<void()> hook);
   void remove_pre_poll_hook(int id);
 
-  // Runs iterations until stop() is called (from any thread).
+  // Runs iterations until stop() is called (from any thread). A stop() made
+  // before run() starts is not lost: that run() returns after at most one
+  // iteration.
   void run();
   void stop();
 
