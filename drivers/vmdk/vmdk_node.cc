@@ -174,14 +174,16 @@ Task<Status> VmdkNode::co_flush() {
 
 // Files grown ahead of the append point are cut back to their data (the
 // flush before close has committed every table entry).
-Task<void> VmdkNode::co_close() {
+Task<Status> VmdkNode::co_close() {
+  Status result;
   for (const auto& e : extents_) {
     if (e->kind() == ExtentKind::kSparse && e->writable() && !read_only()) {
       Status st = co_await e->trim_reserved();
       if (st) st = co_await e->file()->flush();
-      (void)st;  // close cannot fail; the excess is only unused space
+      if (result && !st) result = st;
     }
   }
+  co_return result;
 }
 
 // Walks every grain like QEMU's vmdk_co_check: a grain table or grain that
