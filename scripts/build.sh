@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Configures and builds one flavour of coblk.
-# Usage: scripts/build.sh [release|debug|asan]   -> build/, build-debug/, build-asan/
+# Usage: scripts/build.sh [release|debug|asan|tsan] [target...]
+#        -> build/, build-debug/, build-asan/, build-tsan/ (all targets, or the ones named)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 flavour=${1:-release}
@@ -9,10 +10,14 @@ case "$flavour" in
   release) dir=build;       args=(-DCMAKE_BUILD_TYPE=Release) ;;
   debug)   dir=build-debug; args=(-DCMAKE_BUILD_TYPE=Debug) ;;
   asan)    dir=build-asan;  args=(-DCMAKE_BUILD_TYPE=Debug -DCOBLK_SANITIZE=ON -DCOBLK_BUILD_BENCH=OFF) ;;
+  tsan)    dir=build-tsan;  args=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DCOBLK_TSAN=ON -DCOBLK_BUILD_BENCH=OFF) ;;
   *) echo "unknown flavour $flavour" >&2; exit 2 ;;
 esac
 # ccache, where installed, makes rebuilds in several checkouts cheap; CI
 # builds once from scratch and does not need it.
 if command -v ccache >/dev/null; then args+=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache); fi
 cmake -S "$root" -B "$root/$dir" "${args[@]}" >/dev/null
-cmake --build "$root/$dir" -j"$jobs"
+shift || true
+targets=()
+for t in "$@"; do targets+=(--target "$t"); done
+cmake --build "$root/$dir" -j"$jobs" "${targets[@]}"
