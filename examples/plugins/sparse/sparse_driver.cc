@@ -96,6 +96,7 @@ class SparseNode final : public BlockNode {
   coblk::ImageInfo get_info() override {
     coblk::ImageInfo info = BlockNode::get_info();
     info.cluster_size = cluster_size_;
+    info.backing_filename = backing_name_;
     return info;
   }
 
