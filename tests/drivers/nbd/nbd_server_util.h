@@ -12,6 +12,8 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -71,10 +73,9 @@ class NbdServer {
       pid_ = -1;
       return false;
     }
-    // Wait (up to 20 s) for the socket to appear; fail early if the server dies.
+    // Wait (up to 20 s) for the socket to listen; fail early if the server dies.
     for (int i = 0; i < 2000; ++i) {
-      struct stat st;
-      if (stat(socket.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) return true;
+      if (Listening(socket)) return true;
       int status;
       if (waitpid(pid_, &status, WNOHANG) == pid_) {
         pid_ = -1;
@@ -103,6 +104,22 @@ class NbdServer {
   }
 
  private:
+  // Whether a unix socket at path is in the listening state (bound is not
+  // enough: connects are refused until listen()). Read from /proc so that
+  // no probe connection disturbs the server.
+  static bool Listening(const std::string& path) {
+    std::ifstream f("/proc/net/unix");
+    std::string line;
+    std::getline(f, line);  // header
+    while (std::getline(f, line)) {
+      std::istringstream ss(line);
+      std::string num, refs, proto, flags, type, st, inode, p;
+      if (!(ss >> num >> refs >> proto >> flags >> type >> st >> inode >> p)) continue;
+      if (p == path && (std::stoul(flags, nullptr, 16) & 0x10000)) return true;
+    }
+    return false;
+  }
+
   pid_t pid_ = -1;
   std::string socket_;
 };
