@@ -235,17 +235,20 @@ TEST_F(NbdClientTest, VmdkFormatOverNbdProtocol) {
 // error, none hangs, and later requests fail at once.
 TEST_F(NbdClientTest, ServerKilledMidWorkloadFailsCleanly) {
   StartMemory("256M");
-  auto node = MustOpen("driver=nbd,filename=" + server_.uri());
+  const std::string uri = server_.uri();
+  auto node = MustOpen("driver=nbd,filename=" + uri);
   ASSERT_TRUE(node);
   std::vector<std::vector<uint8_t>> bufs(32, std::vector<uint8_t>(1 << 20));
   int done = 0, failed = 0;
   bool stop = false;
+  std::string r0;
   auto worker = [&](size_t i) -> Task<void> {
     for (int64_t k = 0; !stop; ++k) {
       Status s = co_await node->pwrite(static_cast<int64_t>(((i * 7 + k) % 256) << 20),
                                        bufs[i].data(), 1 << 20);
       if (!s) {
         ++failed;
+        r0 = s.error().message();
         EXPECT_NE(s.error().message().find("NBD write failed"), std::string::npos)
             << s.error().message();
         break;
@@ -264,6 +267,8 @@ TEST_F(NbdClientTest, ServerKilledMidWorkloadFailsCleanly) {
   while (done < 32 && std::chrono::steady_clock::now() - killed < std::chrono::seconds(20))
     loop().run_once(true);
   ASSERT_EQ(done, 32) << "requests hung after the server died";
+  // The error says what happened to the connection, not just the errno.
+  EXPECT_NE(r0.find("(connection to '" + uri + "' lost"), std::string::npos) << r0;
   EXPECT_EQ(failed, 32);
   auto r = Read(*node, 0, 4096);
   ASSERT_FALSE(r);

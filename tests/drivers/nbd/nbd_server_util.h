@@ -91,8 +91,18 @@ class NbdServer {
   void Stop(int sig = SIGTERM) {
     if (pid_ <= 0) return;
     kill(pid_, sig);
+    // A server that does not exit within 10 s of SIGTERM is killed: a test
+    // must never hang on its server.
     int status;
-    waitpid(pid_, &status, 0);
+    bool reaped = false;
+    for (int i = 0; i < 1000 && !reaped; ++i) {
+      reaped = waitpid(pid_, &status, WNOHANG) == pid_;
+      if (!reaped) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    if (!reaped) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, &status, 0);
+    }
     pid_ = -1;
     unlink(socket_.c_str());
   }

@@ -3,9 +3,12 @@
 // qemu-nbd exporting a copy of the same image.
 #include <gtest/gtest.h>
 
+#include <signal.h>
+
 #include <chrono>
 #include <filesystem>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "coroutine/when_all.h"
@@ -85,14 +88,60 @@ class NbdkitExportTest : public testing_util::DriverTest {
 };
 
 TEST_F(NbdkitExportTest, PluginIsParallel) {
-  RunResult r = RunTool("nbdkit", {"--dump-plugin", testing_nbd::NbdkitPlugin()});
+  auto nbdkit = [](std::vector<std::string> args) {
+    std::vector<std::string> env = PluginEnv();
+    env.push_back("nbdkit");
+    args.insert(args.begin(), env.begin(), env.end());
+    return RunTool("env", args);
+  };
+  RunResult r = nbdkit({"--dump-plugin", testing_nbd::NbdkitPlugin()});
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.out.find("thread_model=parallel"), std::string::npos) << r.out;
+#ifdef COBLK_SANITIZE
+  // nbdkit with the ASan runtime preloaded deadlocks in glibc's exit path
+  // (p11-kit's destructor waits on the locale lock) when it exits with an
+  // error: the release run covers the bad-image report.
+  return;
+#endif
   // A bad image is reported before nbdkit starts serving.
-  r = RunTool("nbdkit", {"-f", "-U", dir_ / "x.sock", testing_nbd::NbdkitPlugin(),
-                         "image=" + (dir_ / "nosuch.vmdk")});
+  r = nbdkit({"-f", "-U", dir_ / "x.sock", testing_nbd::NbdkitPlugin(),
+              "image=" + (dir_ / "nosuch.vmdk")});
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.err.find("nosuch.vmdk"), std::string::npos) << r.err;
+}
+
+// scripts/nbd-export.sh: one command exports an image (here in the
+// background), qemu-img and coblk-img read it, kill stops it.
+TEST_F(NbdkitExportTest, ExportScript) {
+  const std::string a = dir_ / "a.vmdk";
+  ASSERT_EQ(RunTool(testing::CoblkImg(), {"create", "-f", "vmdk", a, "8M"}).status, 0);
+  ASSERT_EQ(RunTool("qemu-io", {"-f", "vmdk", "-c", "write -P 0x5e 1M 64k", a}).status, 0);
+  std::vector<std::string> args = PluginEnv();
+  const std::string sock = dir_ / "e.sock";
+  for (const std::string& x : {std::string(COBLK_SOURCE_DIR "/scripts/nbd-export.sh"),
+                               std::string("-b"), std::string("-r"), std::string("-P"),
+                               testing_nbd::NbdkitPlugin(), std::string("-s"), sock, a})
+    args.push_back(x);
+  RunResult r = RunTool("env", args);
+  ASSERT_EQ(r.status, 0) << r.out << r.err;
+  const std::string uri = "nbd+unix:///?socket=" + sock;
+  EXPECT_NE(r.out.find(uri), std::string::npos) << r.out;
+  const size_t p = r.out.find("pid ");
+  ASSERT_NE(p, std::string::npos) << r.out;
+  const pid_t pid = static_cast<pid_t>(std::stol(r.out.substr(p + 4)));
+  ASSERT_GT(pid, 0);
+  RunResult io = RunTool("qemu-io", {"-r", "-f", "raw", "-c", "read -P 0x5e 1M 64k", uri});
+  EXPECT_EQ(io.status, 0) << io.out << io.err;
+  EXPECT_EQ(io.out.find("Pattern verification failed"), std::string::npos) << io.out;
+  RunResult info = RunTool(testing::CoblkImg(), {"info", "-f", "raw", uri});
+  EXPECT_NE(info.out.find("8 MiB"), std::string::npos) << info.out << info.err;
+  // Read-only export: qemu-io cannot write.
+  io = RunTool("qemu-io", {"-f", "raw", "-c", "write 0 4k", uri});
+  EXPECT_NE(io.status, 0);
+  ASSERT_EQ(kill(pid, SIGTERM), 0);
+  for (int i = 0; i < 500 && kill(pid, 0) == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_NE(kill(pid, 0), 0) << "the export did not stop";
 }
 
 // The same workload through coblk's export and through qemu-nbd's export of a
