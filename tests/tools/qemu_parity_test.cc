@@ -1,7 +1,11 @@
 // coblk-img and coblk-io beside qemu-img and qemu-io 7.2 on the same images:
 // outputs compared line by line (JSON parsed and compared field by field),
 // exit codes equal. Each test names the defect or command it covers.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstring>
 
 #include <nlohmann/json.hpp>
 #include <string>
@@ -67,6 +71,37 @@ TEST_F(QemuParityTest, CheckPrintsNoUncomputedClusterFigures) {
     EXPECT_EQ(r.status, 0) << r.err;
     EXPECT_EQ(r.out.find("compressed"), std::string::npos) << r.out;
     ExpectSameImg({"check", name});
+  }
+}
+
+// Points the primary and redundant grain directories' first entries far
+// past the end of a monolithicSparse image.
+void CorruptFirstDirectoryEntry(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  uint8_t header[512];
+  ASSERT_EQ(::pread(fd, header, sizeof header, 0), 512);
+  for (int field : {48, 56}) {  // rgd_offset, gd_offset (sectors)
+    uint64_t sector = 0;
+    std::memcpy(&sector, header + field, 8);
+    const uint32_t bogus = 0x7fffff00;
+    ASSERT_EQ(::pwrite(fd, &bogus, 4, static_cast<off_t>(sector * 512)), 4);
+  }
+  ::close(fd);
+}
+
+// Defect: map --output=json on an image with a corrupt directory entry
+// printed a lone "[" on stdout.
+TEST_F(QemuParityTest, MapJsonStaysValidOnCorruptDirectory) {
+  ASSERT_EQ(QImg({"create", "-q", "-f", "vmdk", "c.vmdk", "100M"}).status, 0);
+  ASSERT_EQ(QIo({"-c", "write 0 64k", "c.vmdk"}).status, 0);
+  CorruptFirstDirectoryEntry(Path("c.vmdk"));
+  RunResult r = Img({"map", "--output=json", "c.vmdk"});
+  if (r.status != 0) {
+    EXPECT_EQ(r.out, "");
+    EXPECT_NE(r.err, "");
+  } else {
+    EXPECT_TRUE(nlohmann::json::accept(r.out)) << r.out;
   }
 }
 
