@@ -3,6 +3,7 @@
 // exit codes equal. Each test names the defect or command it covers.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -137,6 +138,20 @@ TEST_F(QemuParityTest, StreamOptimizedOverwriteSaysWhy) {
     EXPECT_EQ(r.out, "write failed: Input/output error\n");
     EXPECT_SAME_IO({"-c", "write -P 2 4k 4k", img});
   }
+}
+
+// Defect: info on a directory printed an O_DIRECT fallback warning before
+// the error; /dev/null was refused where qemu-img opens it as raw.
+TEST_F(QemuParityTest, DirectoryAndCharacterDevice) {
+  ASSERT_EQ(::mkdir(Path("sub").c_str(), 0700), 0);
+  ExpectSameImg({"info", "sub"});
+  ExpectSameImg({"info", "-f", "raw", "sub"});
+  ExpectSameImg({"info", "/dev/null"});
+  ExpectSameImg({"info", "--output=json", "/dev/null"});
+  ExpectSameImg({"map", "--output=json", "/dev/null"});
+  EXPECT_SAME_IO({"-c", "read 0 512", "/dev/null"});
+  EXPECT_SAME_IO({"-f", "raw", "-c", "write 0 512", "/dev/null"});
+  EXPECT_SAME_IO({"-f", "raw", "-c", "length", "/dev/null"});
 }
 
 }  // namespace
