@@ -154,5 +154,17 @@ TEST_F(QemuParityTest, DirectoryAndCharacterDevice) {
   EXPECT_SAME_IO({"-f", "raw", "-c", "length", "/dev/null"});
 }
 
+// Defect: -f vmdk on a file that is not VMDK said "Descriptor has no CID".
+TEST_F(QemuParityTest, ForcedVmdkOnOtherFile) {
+  int fd = ::open(Path("r.bin").c_str(), O_CREAT | O_WRONLY, 0600);
+  ASSERT_GE(fd, 0);
+  std::vector<uint8_t> junk(4096);
+  for (size_t i = 0; i < junk.size(); ++i) junk[i] = static_cast<uint8_t>(i * 7 + 3);
+  ASSERT_EQ(::write(fd, junk.data(), junk.size()), 4096);
+  ::close(fd);
+  ExpectSameImg({"info", "-f", "vmdk", "r.bin"});
+  EXPECT_SAME_IO({"-f", "vmdk", "-c", "read 0 512", "r.bin"});
+}
+
 }  // namespace
 }  // namespace coblk::testing
