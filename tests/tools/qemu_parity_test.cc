@@ -166,5 +166,20 @@ TEST_F(QemuParityTest, ForcedVmdkOnOtherFile) {
   EXPECT_SAME_IO({"-f", "vmdk", "-c", "read 0 512", "r.bin"});
 }
 
+// Defect: create -o bogus=1 printed "Formatting ..." before the error;
+// create -b nonexist.vmdk -F vmdk repeated "Could not open" twice.
+TEST_F(QemuParityTest, CreateErrorsBeforeFormatting) {
+  ExpectSameImg({"create", "-f", "vmdk", "-o", "bogus=1", "x.vmdk", "1M"});
+  ExpectSameImg({"create", "-f", "raw", "-o", "size=1M,bogus=1", "x.img"});
+  ExpectSameImg({"create", "-f", "vmdk", "-b", "nonexist.vmdk", "-F", "vmdk", "y.vmdk"});
+  ExpectSameImg({"create", "-f", "vmdk", "-b", "nonexist.vmdk", "-F", "vmdk", "y.vmdk", "1M"});
+  EXPECT_NE(::access(Path("x.vmdk").c_str(), F_OK), 0);
+  EXPECT_NE(::access(Path("y.vmdk").c_str(), F_OK), 0);
+  // A relative backing name is found beside the new image, as qemu-img does.
+  ASSERT_EQ(::mkdir(Path("sub").c_str(), 0700), 0);
+  ASSERT_EQ(QImg({"create", "-q", "-f", "vmdk", "sub/base.vmdk", "3M"}).status, 0);
+  ExpectSameImg({"create", "-f", "vmdk", "-b", "base.vmdk", "-F", "vmdk", "sub/top.vmdk"});
+}
+
 }  // namespace
 }  // namespace coblk::testing
