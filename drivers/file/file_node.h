@@ -77,6 +77,7 @@ class FileNode final : public BlockNode {
   FileConfig config_;
   int fd_ = -1;
   bool is_regular_ = false;
+  bool is_char_device_ = false;  // /dev/null and the like: buffered, nothing to sync
   DirectAlignment align_;
   AioEngine* aio_ = nullptr;
   // Cleared the first time the filesystem says ENOTSUP (pool threads read them).
