@@ -40,6 +40,12 @@ void FileNode::CloseFd() {
   aio_ = nullptr;
 }
 
+namespace {
+
+int64_t RoundUpToSector(int64_t len) { return (len + 511) & ~int64_t{511}; }
+
+}  // namespace
+
 Status FileNode::Open(FileConfig config, bool read_only) {
   config_ = std::move(config);
   if (config_.native_aio && !config_.direct) {
@@ -103,7 +109,9 @@ Status FileNode::OpenFd(bool read_only) {
 
   const int64_t len = FileLength(fd_);
   if (len < 0) return ErrnoError("Could not get the size of '" + name + "'", static_cast<int>(-len));
-  set_size(len);
+  // QEMU counts a node's length in 512-byte sectors: a 31-byte file is a
+  // 512-byte image whose tail reads as zeros (short reads are zero-filled).
+  set_size(RoundUpToSector(len));
   align_ = ProbeDirectAlignment(fd_, config_.direct);
   return OkStatus();
 }
@@ -277,7 +285,7 @@ Task<Status> FileNode::co_truncate(int64_t size, bool exact, PreallocMode preall
   auto job = [fd, size, prealloc] { return TruncateRegular(fd, size, prealloc); };
   int r = co_await default_thread_pool().run(job);
   if (r < 0) co_return ErrnoError("Could not resize file", -r);
-  set_size(size);
+  set_size(RoundUpToSector(size));
   co_return OkStatus();
 }
 
