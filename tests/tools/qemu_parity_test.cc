@@ -198,5 +198,26 @@ TEST_F(QemuParityTest, ShortFileIsOneSector) {
   EXPECT_SAME_IO({"-t", "writeback", "-c", "read -v 0 64", "t31"});
 }
 
+// Defect: the README's plugin example used disk.img without creating it,
+// so it failed when pasted. Runs the README's block as written, in an empty
+// directory, with build/ pointing at this build.
+TEST_F(QemuParityTest, ReadmePluginExampleRunsAsPasted) {
+  const std::string readme = ReadAll(std::string(COBLK_SOURCE_DIR) + "/README.md");
+  const size_t use = readme.find("COBLK_PLUGINS=build/lib/coblk-plugin-xor.so");
+  ASSERT_NE(use, std::string::npos);
+  const size_t begin = readme.rfind("```sh\n", use);
+  const size_t end = readme.find("```", use);
+  ASSERT_NE(begin, std::string::npos);
+  ASSERT_NE(end, std::string::npos);
+  std::string script = readme.substr(begin + 6, end - begin - 6);
+  const std::string build = std::string(COBLK_BIN_DIR) + "/../";
+  for (size_t p = 0; (p = script.find("build/", p)) != std::string::npos; p += build.size()) {
+    script.replace(p, 6, build);
+  }
+  RunResult r = RunToolIn(dir_.path(), "/bin/sh", {"-ec", script});
+  EXPECT_EQ(r.status, 0) << script << r.out << r.err;
+  EXPECT_NE(r.out.find("wrote 4096/4096 bytes at offset 0"), std::string::npos) << r.out;
+}
+
 }  // namespace
 }  // namespace coblk::testing
