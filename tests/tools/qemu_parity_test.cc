@@ -13,56 +13,10 @@
 #include <string>
 #include <vector>
 
-#include "tests/tools/tool_runner.h"
+#include "tests/tools/qemu_parity.h"
 
 namespace coblk::testing {
 namespace {
-
-class QemuParityTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    if (!HaveProgram("qemu-img") || !HaveProgram("qemu-io")) GTEST_SKIP() << "qemu-utils missing";
-    ASSERT_FALSE(dir_.path().empty());
-  }
-  // The tools run in the scratch directory, so relative names match.
-  RunResult Img(const std::vector<std::string>& args) {
-    return RunToolIn(dir_.path(), CoblkImg(), args);
-  }
-  RunResult QImg(const std::vector<std::string>& args) {
-    return RunToolIn(dir_.path(), "qemu-img", args);
-  }
-  RunResult Io(const std::vector<std::string>& args) {
-    return RunToolIn(dir_.path(), CoblkIo(), args);
-  }
-  RunResult QIo(const std::vector<std::string>& args) {
-    return RunToolIn(dir_.path(), "qemu-io", args);
-  }
-  // Runs the same qemu-img arguments through both tools; stderr has the
-  // program name replaced so that messages compare.
-  void ExpectSameImg(const std::vector<std::string>& args) {
-    RunResult c = Img(args), q = QImg(args);
-    EXPECT_EQ(c.status, q.status) << Describe(args) << c.err << q.err;
-    EXPECT_EQ(c.out, q.out) << Describe(args);
-    EXPECT_EQ(Unprefix(c.err, "coblk-img"), Unprefix(q.err, "qemu-img")) << Describe(args);
-  }
-  static std::string Describe(const std::vector<std::string>& args) {
-    std::string s;
-    for (const std::string& a : args) s += a + " ";
-    return s + "\n";
-  }
-  static std::string Unprefix(std::string s, const std::string& prog) {
-    for (size_t p; (p = s.find(prog)) != std::string::npos;) s.replace(p, prog.size(), "TOOL");
-    return s;
-  }
-  // qemu-io's timing figures ("00.01 sec (462.882 KiB/sec and 115.7 ops/sec)").
-  static std::string NoTimes(const std::string& s) {
-    static const std::regex kTime(R"(\d+:?\d*\.\d+ sec \([^)]*\))");
-    return std::regex_replace(s, kTime, "TIME");
-  }
-  std::string Path(const std::string& name) const { return dir_ / name; }
-
-  ScratchDir dir_;
-};
 
 // Defect: check printed "allocated / fragmented / compressed" with a
 // hard-coded 0.00% compressed on streamOptimized images, a line QEMU 7.2
@@ -111,17 +65,6 @@ TEST_F(QemuParityTest, MapJsonStaysValidOnCorruptDirectory) {
     EXPECT_TRUE(nlohmann::json::accept(r.out)) << r.out;
   }
 }
-
-// Runs the same qemu-io arguments through both tools and compares.
-#define EXPECT_SAME_IO(...)                                                     \
-  do {                                                                          \
-    std::vector<std::string> args_ = __VA_ARGS__;                               \
-    RunResult c_ = Io(args_), q_ = QIo(args_);                                  \
-    EXPECT_EQ(c_.status, q_.status) << Describe(args_) << c_.err << q_.err;     \
-    EXPECT_EQ(NoTimes(c_.out), NoTimes(q_.out)) << Describe(args_);             \
-    EXPECT_EQ(Unprefix(c_.err, "coblk-io"), Unprefix(q_.err, "qemu-io"))        \
-        << Describe(args_);                                                     \
-  } while (0)
 
 // Defect: a write into an allocated grain of a streamOptimized image printed
 // only the I/O error; QEMU first reports why.
