@@ -12,6 +12,8 @@
 #include <string>
 #include <string_view>
 
+#include <getopt.h>
+
 #include "coroutine/sync_wait.h"
 #include "block/block_driver.h"
 #include "tools/img_commands.h"
@@ -26,6 +28,23 @@ void ImgError(const char* fmt, ...) {
   std::vfprintf(stderr, fmt, ap);
   va_end(ap);
   std::fprintf(stderr, "\n");
+}
+
+int ImgErrorExit(const char* fmt, ...) {
+  std::fflush(stdout);
+  std::fprintf(stderr, "coblk-img: ");
+  va_list ap;
+  va_start(ap, fmt);
+  std::vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  std::fprintf(stderr, "\nTry 'coblk-img --help' for more information\n");
+  return 1;
+}
+
+int ImgBadOption(int c, char** argv) {
+  const char* opt = optind > 0 ? argv[optind - 1] : "";
+  if (c == ':') return ImgErrorExit("missing argument for option '%s'", opt);
+  return ImgErrorExit("unrecognized option '%s'", opt);
 }
 
 std::unique_ptr<OpenedImage> ImgOpen(const ImageSpec& spec, bool no_backing) {
@@ -69,6 +88,9 @@ const Subcommand kSubcommands[] = {
      "bench [-c count] [-d depth] [-f fmt] [--flush-interval=flush_interval] [-i aio] [-n] "
      "[--no-drain] [-o offset] [--pattern=pattern] [-q] [-r|--random] [-s buffer_size] "
      "[-S step_size] [-t cache] [-U] [-w] [--image-opts] filename"},
+    {"compare", coblk::tools::ImgCompare,
+     "compare [--image-opts] [-f fmt] [-F fmt] [-T src_cache] [-p] [-q] [-s] [-U] "
+     "filename1 filename2"},
     {"check", coblk::tools::ImgCheck,
      "check [-f fmt] [--output=ofmt] [-r [leaks | all]] [-U] [--image-opts] filename"},
     {"convert", coblk::tools::ImgConvert,
@@ -111,7 +133,9 @@ void ListDrivers() {
   }
 }
 
-void Help() {
+}  // namespace
+
+int coblk::tools::ImgHelp() {
   std::printf("coblk-img -- a qemu-img compatible image utility\n"
               "usage: coblk-img [--plugin FILE]... command [command options]\n"
               "       coblk-img [--plugin FILE]... --list-drivers\n\n"
@@ -119,9 +143,8 @@ void Help() {
   for (const Subcommand& s : kSubcommands) std::printf("  %s\n", s.synopsis);
   std::printf("\nThe bench extension -r/--random reads or writes at random offsets "
               "(aligned to 4 KiB) instead of qemu-img bench's sequential pattern.\n");
+  return 0;
 }
-
-}  // namespace
 
 int main(int argc, char** argv) {
   if (coblk::Status s = coblk::LoadDriverPluginsFromEnvironment(); !s) {
@@ -165,10 +188,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   const char* cmd = argv[1];
-  if (!std::strcmp(cmd, "-h") || !std::strcmp(cmd, "--help")) {
-    Help();
-    return 0;
-  }
+  if (!std::strcmp(cmd, "-h") || !std::strcmp(cmd, "--help")) return coblk::tools::ImgHelp();
   for (const Subcommand& s : kSubcommands) {
     if (!std::strcmp(cmd, s.name)) return s.fn(argc - 1, argv + 1);
   }
