@@ -111,9 +111,8 @@ Task<Status> BlockBackend::co_truncate(int64_t size) {
 Task<Status> BlockBackend::co_close() {
   if (closed_) co_return OkStatus();
   closed_ = true;
-  Status s = co_await root_->flush();
-  co_await root_->close();
-  co_return s;
+  // close() flushes the graph once and reports the first error of any step.
+  co_return co_await root_->close();
 }
 
 // ---- Blocking API ----

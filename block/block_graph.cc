@@ -83,6 +83,11 @@ Task<Result<std::shared_ptr<BlockNode>>> BlockGraph::open_child_node(
   // "backing=" (empty) means no child; "file=x.img" names the child's file.
   if (std::optional<std::string> v = parent.take_string(name)) {
     if (v->empty()) co_return nullptr;
+    // "file=x,file.filename=y": two names for one file.
+    if (child.has("filename")) {
+      co_return MakeError(EINVAL, "Option '" + name + "' conflicts with '" + name +
+                                      ".filename': give the file's name once");
+    }
     child_filename = *v;
   }
   if (role == ChildRole::kBacking && flags_.no_backing) co_return nullptr;

@@ -60,10 +60,25 @@ class BlockNode::RequestScope {
   std::list<TrackedRequest*>::iterator it_;
 };
 
+// Counts a public request as in flight from its start to its end, whatever
+// kind it is (close() waits for the count to drop to zero).
+class BlockNode::InFlight {
+ public:
+  explicit InFlight(BlockNode& node) : node_(node) { ++node_.in_flight_; }
+  ~InFlight() {
+    if (--node_.in_flight_ == 0) node_.drained_.notify_all();
+  }
+  InFlight(const InFlight&) = delete;
+  InFlight& operator=(const InFlight&) = delete;
+
+ private:
+  BlockNode& node_;
+};
+
 BlockNode::BlockNode(const BlockDriver* driver, EventLoop& loop)
     : driver_(driver), loop_(loop) {}
 
-BlockNode::~BlockNode() { assert(tracked_.empty()); }
+BlockNode::~BlockNode() { assert(tracked_.empty() && in_flight_ == 0); }
 
 // ---- Checks ----
 
@@ -163,6 +178,8 @@ Task<void> BlockNode::wait_serialising(TrackedRequest& self) {
 // ---- Reads ----
 
 Task<Status> BlockNode::preadv(int64_t offset, int64_t bytes, IoVector& qiov, uint32_t flags) {
+  InFlight busy(*this);
+  flags &= kReqPublicFlags;
   COBLK_CO_RETURN_IF_ERROR(check_request(offset, bytes, Bounds::kInside));
   if (qiov.size() < static_cast<size_t>(bytes)) {
     co_return MakeError(EINVAL, "I/O vector smaller than the request");
@@ -237,9 +254,12 @@ Task<Status> BlockNode::bounce_preadv(int64_t offset, int64_t bytes, IoVector& q
 // ---- Writes ----
 
 Task<Status> BlockNode::pwritev(int64_t offset, int64_t bytes, IoVector& qiov, uint32_t flags) {
+  InFlight busy(*this);
+  flags &= kReqPublicFlags;
   COBLK_CO_RETURN_IF_ERROR(check_writable());
   COBLK_CO_RETURN_IF_ERROR(check_write_request(offset, bytes));
   Status st = co_await pwritev_checked(offset, bytes, qiov, flags);
+  ++write_gen_;  // even a failed write may have changed something
   if (st) note_write_end(offset + bytes);
   co_return st;
 }
@@ -353,6 +373,7 @@ Task<Status> BlockNode::bounce_pwritev(int64_t offset, int64_t bytes, const IoVe
 }
 
 Task<Status> BlockNode::pwritev_compressed(int64_t offset, int64_t bytes, IoVector& qiov) {
+  InFlight busy(*this);
   COBLK_CO_RETURN_IF_ERROR(check_writable());
   COBLK_CO_RETURN_IF_ERROR(check_request(offset, bytes, Bounds::kInside));
   if (qiov.size() < static_cast<size_t>(bytes)) {
@@ -361,22 +382,26 @@ Task<Status> BlockNode::pwritev_compressed(int64_t offset, int64_t bytes, IoVect
   if (bytes == 0) co_return OkStatus();
   RequestScope scope(*this, offset, bytes, false);
   co_await wait_serialising(scope.req());
-  co_return co_await co_pwritev_compressed(offset, bytes, qiov);
+  Status st = co_await co_pwritev_compressed(offset, bytes, qiov);
+  ++write_gen_;
+  co_return st;
 }
 
 // ---- Write zeroes, discard ----
 
 Task<Status> BlockNode::pwrite_zeroes(int64_t offset, int64_t bytes, uint32_t flags) {
+  InFlight busy(*this);
+  flags &= kReqPublicFlags;
   COBLK_CO_RETURN_IF_ERROR(check_writable());
   COBLK_CO_RETURN_IF_ERROR(check_write_request(offset, bytes));
   if (bytes == 0) co_return OkStatus();
-  Status st = co_await pwrite_zeroes_checked(offset, bytes, flags);
+  Status st = co_await zero_range_serialised(offset, bytes, flags);
+  ++write_gen_;
   if (st) note_write_end(offset + bytes);
   co_return st;
 }
 
-Task<Status> BlockNode::pwrite_zeroes_checked(int64_t offset, int64_t bytes, uint32_t flags) {
-  flags &= ~static_cast<uint32_t>(kReqZeroWrite);
+Task<Status> BlockNode::zero_range_serialised(int64_t offset, int64_t bytes, uint32_t flags) {
   const int64_t align = limits_.request_alignment;
   const int64_t end = offset + bytes;
   const int64_t start = RoundDown(offset, align);
@@ -389,19 +414,19 @@ Task<Status> BlockNode::pwrite_zeroes_checked(int64_t offset, int64_t bytes, uin
   const int64_t mid_start = RoundUp(offset, align);
   const int64_t mid_end = RoundDown(end, align);
   const uint32_t data_flags = flags & kReqFua;
-  if (mid_start >= mid_end) co_return co_await write_zero_buffer(offset, bytes, data_flags);
+  if (mid_start >= mid_end) co_return co_await zero_partial_blocks_rmw(offset, bytes, data_flags);
   if (offset < mid_start) {
-    COBLK_CO_RETURN_IF_ERROR(co_await write_zero_buffer(offset, mid_start - offset, data_flags));
+    COBLK_CO_RETURN_IF_ERROR(co_await zero_partial_blocks_rmw(offset, mid_start - offset, data_flags));
   }
-  COBLK_CO_RETURN_IF_ERROR(co_await do_pwrite_zeroes(mid_start, mid_end - mid_start, flags));
+  COBLK_CO_RETURN_IF_ERROR(co_await zero_blocks_via_driver(mid_start, mid_end - mid_start, flags));
   if (mid_end < end) {
-    COBLK_CO_RETURN_IF_ERROR(co_await write_zero_buffer(mid_end, end - mid_end, data_flags));
+    COBLK_CO_RETURN_IF_ERROR(co_await zero_partial_blocks_rmw(mid_end, end - mid_end, data_flags));
   }
   co_return OkStatus();
 }
 
 // Zeroes a range smaller than two aligned blocks with read-modify-write.
-Task<Status> BlockNode::write_zero_buffer(int64_t offset, int64_t bytes, uint32_t flags) {
+Task<Status> BlockNode::zero_partial_blocks_rmw(int64_t offset, int64_t bytes, uint32_t flags) {
   AlignedBuffer zero(static_cast<size_t>(bytes), buffer_alignment());
   zero.zero();
   IoVector qiov = zero.iov(0, static_cast<size_t>(bytes));
@@ -411,7 +436,7 @@ Task<Status> BlockNode::write_zero_buffer(int64_t offset, int64_t bytes, uint32_
 // Like QEMU's bdrv_co_do_pwrite_zeroes: an unaligned head (relative to
 // pwrite_zeroes_alignment) goes alone, the tail is cut off the big middle
 // piece, and each piece respects max_pwrite_zeroes.
-Task<Status> BlockNode::do_pwrite_zeroes(int64_t offset, int64_t bytes, uint32_t flags) {
+Task<Status> BlockNode::zero_blocks_via_driver(int64_t offset, int64_t bytes, uint32_t flags) {
   const int64_t zalign = std::max<int64_t>(limits_.pwrite_zeroes_alignment,
                                            limits_.request_alignment);
   int64_t max_zero = RoundDown(std::numeric_limits<int32_t>::max(), zalign);
@@ -436,7 +461,7 @@ Task<Status> BlockNode::do_pwrite_zeroes(int64_t offset, int64_t bytes, uint32_t
     Status s = co_await driver_pwrite_zeroes(offset, num, flags);
     if (!s && s.error().errnum() == ENOTSUP) {
       if (flags & kReqNoFallback) co_return s;
-      s = co_await zeroes_fallback(offset, num, flags);
+      s = co_await write_zeroed_buffers(offset, num, flags);
     }
     if (!s) co_return s;
     offset += num;
@@ -445,14 +470,14 @@ Task<Status> BlockNode::do_pwrite_zeroes(int64_t offset, int64_t bytes, uint32_t
   co_return OkStatus();
 }
 
-Task<Status> BlockNode::zeroes_fallback(int64_t offset, int64_t bytes, uint32_t flags) {
+Task<Status> BlockNode::write_zeroed_buffers(int64_t offset, int64_t bytes, uint32_t flags) {
   const int64_t align = limits_.request_alignment;
   const int64_t chunk = std::min(std::max(RoundDown(kBounceChunk, align), align),
                                  std::max(max_transfer_bytes(), align));
   const int64_t len = std::min(chunk, bytes);
   AlignedBuffer zero(static_cast<size_t>(len), buffer_alignment());
   zero.zero();
-  const uint32_t wflags = (flags & kReqFua) | kReqZeroWrite;
+  const uint32_t wflags = flags & kReqFua;
   for (int64_t done = 0; done < bytes;) {
     const int64_t n = std::min(len, bytes - done);
     IoVector qiov = zero.iov(0, static_cast<size_t>(n));
@@ -463,6 +488,7 @@ Task<Status> BlockNode::zeroes_fallback(int64_t offset, int64_t bytes, uint32_t 
 }
 
 Task<Status> BlockNode::pdiscard(int64_t offset, int64_t bytes) {
+  InFlight busy(*this);
   COBLK_CO_RETURN_IF_ERROR(check_writable());
   COBLK_CO_RETURN_IF_ERROR(check_request(offset, bytes, Bounds::kInside));
   // Discard is advisory: partial blocks at either end are simply kept.
@@ -474,6 +500,7 @@ Task<Status> BlockNode::pdiscard(int64_t offset, int64_t bytes) {
   RequestScope scope(*this, start, end - start, false);
   co_await wait_serialising(scope.req());
   Status s = co_await co_pdiscard(start, end - start);
+  ++write_gen_;
   if (!s && s.error().errnum() == ENOTSUP) co_return OkStatus();
   co_return s;
 }
@@ -481,12 +508,30 @@ Task<Status> BlockNode::pdiscard(int64_t offset, int64_t bytes) {
 // ---- Flush, truncate, close ----
 
 Task<Status> BlockNode::flush() {
+  InFlight busy(*this);
   COBLK_CO_RETURN_IF_ERROR(check_open());
+  co_return co_await flush_unless_clean();
+}
+
+// QEMU's write_gen/flushed_gen: a protocol node with no write completed
+// since its last successful flush has nothing to write back, so the flush
+// (an fdatasync for a file) is skipped. That is what makes a close issue
+// one fdatasync: the backend's close flushes the whole graph once, and the
+// flushes of the nodes' own closes then find nothing new. Format and filter
+// nodes always run their co_flush (it may write metadata, and it recurses
+// to their children, which apply this rule themselves).
+Task<Status> BlockNode::flush_unless_clean() {
   if (read_only_) co_return OkStatus();
-  co_return co_await co_flush();
+  const uint64_t gen = write_gen_;
+  const bool protocol = driver_ && !driver_->protocol_name().empty();
+  if (protocol && gen == flushed_gen_) co_return OkStatus();
+  Status st = co_await co_flush();
+  if (st) flushed_gen_ = std::max(flushed_gen_, gen);
+  co_return st;
 }
 
 Task<Status> BlockNode::truncate(int64_t size, bool exact, PreallocMode prealloc) {
+  InFlight busy(*this);
   COBLK_CO_RETURN_IF_ERROR(check_writable());
   if (size < 0) co_return MakeError(EINVAL, "Image size cannot be negative");
   COBLK_CO_RETURN_IF_ERROR(check_request(size, 0, Bounds::kMayGrow));
@@ -495,28 +540,41 @@ Task<Status> BlockNode::truncate(int64_t size, bool exact, PreallocMode prealloc
   const int64_t from = std::min(old_size, size);
   RequestScope scope(*this, from, std::numeric_limits<int64_t>::max() - from, true);
   co_await wait_serialising(scope.req());
-  COBLK_CO_RETURN_IF_ERROR(co_await co_truncate(size, exact, prealloc));
+  Status st = co_await co_truncate(size, exact, prealloc);
+  ++write_gen_;
+  COBLK_CO_RETURN_IF_ERROR(st);
   if (size_ == old_size) size_ = size;
   co_return OkStatus();
 }
 
-Task<void> BlockNode::close() {
-  if (closed_) co_return;
+// Every public request counts as in flight until it ends (InFlight), not
+// only the tracked ones: a flush or truncate waiting on the thread pool
+// must not run after the driver has closed its file descriptor. The first
+// error (flush, the driver's close, a child's close) is returned; the
+// remaining steps still run.
+Task<Status> BlockNode::close() {
+  if (closed_) co_return OkStatus();
   closed_ = true;  // new requests now fail; let in-flight ones drain
-  while (!tracked_.empty()) co_await tracked_.front()->waiters.wait();
-  if (!read_only_) (void)co_await co_flush();
-  co_await co_close();
+  while (in_flight_ > 0) co_await drained_.wait();
+  Status result = co_await flush_unless_clean();
+  Status st = co_await co_close();
+  if (result && !st) result = st;
   // Children close after their parent, and only if no one else uses them.
   for (BdrvChild& c : children_) {
-    if (c.node && c.node.use_count() == 1) co_await c.node->close();
+    if (c.node && c.node.use_count() == 1) {
+      st = co_await c.node->close();
+      if (result && !st) result = st;
+    }
   }
   children_.clear();
+  co_return result;
 }
 
 // ---- Block status ----
 
 Task<Result<BlockStatus>> BlockNode::block_status(bool want_zero, int64_t offset,
                                                   int64_t bytes) {
+  InFlight busy(*this);
   COBLK_CO_RETURN_IF_ERROR(check_request(offset, bytes, Bounds::kClamped));
   co_return co_await block_status_recursive(want_zero, offset, bytes);
 }
@@ -610,6 +668,12 @@ Task<Result<BlockStatus>> BlockNode::block_status_above(BlockNode* base, bool wa
   }
   if (offset + st.pnum == eof) st.status |= kStatusEof;
   co_return st;
+}
+
+Task<Result<CheckResult>> BlockNode::check(bool fix) {
+  InFlight busy(*this);
+  COBLK_CO_RETURN_IF_ERROR(check_open());
+  co_return co_await co_check(fix);
 }
 
 Task<Result<bool>> BlockNode::is_allocated(int64_t offset, int64_t bytes, int64_t* pnum) {

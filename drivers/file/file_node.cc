@@ -379,9 +379,15 @@ int64_t FileNode::allocated_file_size() {
   return static_cast<int64_t>(st.st_blocks) * 512;
 }
 
-Task<void> FileNode::co_close() {
-  CloseFd();
-  co_return;
+// The generic close() calls this only after every request has ended, so no
+// pool job can still use the descriptor.
+Task<Status> FileNode::co_close() {
+  const int fd = fd_;
+  fd_ = -1;
+  aio_ = nullptr;
+  if (fd >= 0 && ::close(fd) < 0)
+    co_return ErrnoError("file: closing '" + config_.filename + "' failed");
+  co_return OkStatus();
 }
 
 }  // namespace coblk::file_proto

@@ -63,7 +63,7 @@ class FileNode final : public BlockNode {
   Task<Result<BlockStatus>> co_block_status(bool want_zero, int64_t offset,
                                             int64_t bytes) override;
   BlockLimits driver_limits() override;
-  Task<void> co_close() override;
+  Task<Status> co_close() override;
 
  private:
   Status OpenFd(bool read_only);

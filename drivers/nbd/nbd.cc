@@ -184,7 +184,10 @@ class NbdNode final : public BlockNode {
     return l;
   }
 
-  Task<void> co_close() override { co_await conn_->Disconnect(); }
+  Task<Status> co_close() override {
+    co_await conn_->Disconnect();
+    co_return OkStatus();
+  }
 
  private:
   struct ExtentReply {

@@ -178,14 +178,16 @@ Task<Status> VmdkNode::co_flush() {
 // Files grown ahead of the append point are cut back to their data (the
 // flush before close has committed every table entry); stream extents
 // written to get their final tail (Extent::finish_writes).
-Task<void> VmdkNode::co_close() {
+Task<Status> VmdkNode::co_close() {
+  Status result;
   for (const auto& e : extents_) {
     if (e->kind() == ExtentKind::kSparse && e->writable() && !read_only()) {
       Status st = co_await e->finish_writes();
       if (st) st = co_await e->file()->flush();
-      (void)st;  // close cannot fail; the excess is only unused space
+      if (result && !st) result = st;
     }
   }
+  co_return result;
 }
 
 namespace {

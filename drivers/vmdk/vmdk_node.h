@@ -48,7 +48,7 @@ class VmdkNode final : public BlockNode {
   Task<Status> co_pwritev_compressed(int64_t offset, int64_t bytes, IoVector& qiov) override;
   Task<Status> co_pwrite_zeroes(int64_t offset, int64_t bytes, uint32_t flags) override;
   Task<Status> co_flush() override;
-  Task<void> co_close() override;
+  Task<Status> co_close() override;
   Task<Result<CheckResult>> co_check(bool fix) override;
   BlockLimits driver_limits() override;
 

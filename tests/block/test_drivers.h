@@ -60,7 +60,7 @@ class TestMemNode : public BlockNode {
                                             int64_t bytes) override;
   Task<Status> co_flush() override;
   BlockLimits driver_limits() override;
-  Task<void> co_close() override;
+  Task<Status> co_close() override;
 
  private:
   void record(char op, int64_t offset, int64_t bytes, uint32_t flags, const IoVector* qiov);
@@ -73,5 +73,8 @@ class TestMemNode : public BlockNode {
 std::map<std::string, std::vector<uint8_t>>& Disks();
 // How many testproto nodes have been closed.
 int& ProtoCloseCount();
+// What testproto nodes did: "flush" (started), "flushed", "close". Options
+// flush_delay_us, flush_errno and close_errno shape those steps.
+std::vector<std::string>& ProtoLog();
 
 }  // namespace coblk::test
