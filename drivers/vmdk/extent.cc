@@ -101,7 +101,8 @@ Task<Result<std::unique_ptr<Extent>>> Extent::OpenVmdk4(BlockNode* file, bool re
   if (!layout) co_return std::unexpected(layout.error());
 
   std::unique_ptr<Extent> e = NewSparse(file, *layout, "SPARSE");
-  e->header_sector_ = footer ? footer->Encode() : header_sector;
+  const Sector kept = footer ? footer->Encode() : header_sector;
+  e->header_sector_.assign(kept.begin(), kept.end());
   COBLK_CO_RETURN_IF_ERROR(co_await e->load_directories(cache_bytes));
   co_return e;
 }

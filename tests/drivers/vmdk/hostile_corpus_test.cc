@@ -337,6 +337,65 @@ TEST_F(HostileTest, RunsInsideTablesMatchTheGrains) {
   EXPECT_TRUE((*fast)[4].zero);
 }
 
+// ---- 4. many extent lines: one open per file, binary-searched lookup ----
+
+// `lines` extent lines of one sector each. FLAT lines name one file at
+// offsets i % 8 (sector i of the disk reads sector i % 8 of flat.raw);
+// with zero_every = k, every k-th line is a ZERO line instead.
+std::string ManyLines(size_t lines, size_t zero_every = 0) {
+  std::vector<std::string> l;
+  l.reserve(lines);
+  for (size_t i = 0; i < lines; ++i)
+    l.push_back(zero_every && i % zero_every == 0 ? "RW 1 ZERO"
+                                                  : "RW 1 FLAT \"flat.raw\" " + std::to_string(i % 8));
+  return SimpleDescriptor("monolithicFlat", l);
+}
+
+TEST_F(HostileTest, ManyExtentLinesShareOneFile) {
+  Bytes flat(8 * 512);
+  for (size_t i = 0; i < flat.size(); ++i) flat[i] = static_cast<uint8_t>(i / 512 + 1);
+  ASSERT_TRUE(WriteFile(dir_ / "flat.raw", flat));
+  ASSERT_TRUE(WriteFile(dir_ / "many.vmdk", ManyLines(4000, 3)));
+  auto node = OpenVmdk(dir_ / "many.vmdk");
+  ASSERT_TRUE(node) << node.error().ToString();
+  EXPECT_EQ((*node)->size(), 4000 * 512);
+  // One child for the descriptor, one for flat.raw (not one per line).
+  EXPECT_EQ((*node)->children().size(), 2u);
+  for (int64_t sector : {0, 1, 2, 3, 1999, 2000, 3998, 3999}) {
+    SCOPED_TRACE(sector);
+    auto got = Read(**node, sector * 512, 512);
+    ASSERT_TRUE(got);
+    const uint8_t want = sector % 3 == 0 ? 0 : static_cast<uint8_t>(sector % 8 + 1);
+    EXPECT_EQ((*got)[0], want);
+    EXPECT_EQ((*got)[511], want);
+  }
+  // A read across many extents.
+  auto all = Read(**node, 0, 4000 * 512);
+  ASSERT_TRUE(all);
+  for (size_t sector = 0; sector < 4000; ++sector)
+    ASSERT_EQ((*all)[sector * 512], sector % 3 == 0 ? 0 : sector % 8 + 1) << sector;
+  // Per-extent options still open that extent's file on its own.
+  auto own = OpenVmdk(dir_ / "many.vmdk", ",extents.1.cache.direct=off");
+  ASSERT_TRUE(own) << own.error().ToString();
+  EXPECT_EQ((*own)->children().size(), 3u);
+}
+
+// 100,000 ZERO lines open (each extent small: no per-extent allocations
+// beyond the extent itself) and map as one zero range.
+TEST_F(HostileTest, HundredThousandZeroLines) {
+  ASSERT_TRUE(WriteFile(dir_ / "zeros.vmdk", ManyLines(100000, 1)));
+  auto node = OpenVmdk(dir_ / "zeros.vmdk");
+  ASSERT_TRUE(node) << node.error().ToString();
+  EXPECT_EQ((*node)->size(), 100000 * 512);
+  auto map = MapInCalls(**node, 100000);
+  ASSERT_TRUE(map) << map.error().ToString();
+  ASSERT_EQ(map->size(), 1u);
+  EXPECT_TRUE((*map)[0].zero);
+  auto got = Read(**node, 99999 * 512, 512);
+  ASSERT_TRUE(got);
+  EXPECT_EQ(std::count(got->begin(), got->end(), 0), 512);
+}
+
 // ---- 5. check stores a bounded number of findings ----
 
 TEST_F(HostileTest, CheckCapsItsFindings) {
