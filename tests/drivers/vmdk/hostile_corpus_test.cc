@@ -548,5 +548,59 @@ TEST_F(HostileTest, ChainBeyondTheLimitIsAnError) {
   ExpectOpenError(dir_ / "l0.vmdk", "is too deep: more than " + std::to_string(kMaxBackingDepth));
 }
 
+// Not a check: with COBLK_HOSTILE_OUT=<dir>, writes the hostile
+// files there (for timing the tools on them, before and after), one
+// generator each, as the tests above use them.
+TEST_F(HostileTest, WriteCorpusForMeasurement) {
+  const char* out = std::getenv("COBLK_HOSTILE_OUT");
+  if (!out) GTEST_SKIP() << "set COBLK_HOSTILE_OUT=<dir> to write the files";
+  const std::string d = out;
+  auto sub = [&](const std::string& name) {
+    mkdir((d + "/" + name).c_str(), 0755);
+    return d + "/" + name + "/";
+  };
+  // 1: a confined child whose parent hint leaves the directory.
+  std::string p = sub("confine");
+  mkdir((p + "in").c_str(), 0755);
+  ASSERT_TRUE(WriteFile(p + "flat.img", Bytes(kSize, 2)));
+  ASSERT_TRUE(WriteFile(p + "outside.vmdk", FlatLayer("")));
+  ASSERT_TRUE(WriteFile(p + "in/flat.img", Bytes(kSize, 1)));
+  ASSERT_TRUE(WriteFile(p + "in/child.vmdk", SparseLayer("../outside.vmdk")));
+  // 2: self loop and A -> B -> A.
+  p = sub("loop");
+  ASSERT_TRUE(WriteFile(p + "flat.img", Bytes(kSize, 3)));
+  ASSERT_TRUE(WriteFile(p + "self.vmdk", SparseLayer("self.vmdk")));
+  ASSERT_TRUE(WriteFile(p + "a.vmdk", SparseLayer("b.vmdk")));
+  ASSERT_TRUE(WriteFile(p + "b.vmdk", SparseLayer("a.vmdk")));
+  // 3: 8 EiB ZERO extent; 2^40-sector sparse image with one grain.
+  p = sub("huge");
+  ASSERT_TRUE(WriteFile(p + "zero8e.vmdk",
+                        SimpleDescriptor("monolithicFlat", {"RW 18014398507384832 ZERO"})));
+  WriteHugeSparse(p + "huge.vmdk", uint64_t{1} << 40);
+  // 4: many extent lines.
+  p = sub("many");
+  ASSERT_TRUE(WriteFile(p + "flat.raw", Bytes(8 * 512, 1)));
+  ASSERT_TRUE(WriteFile(p + "flat4k.vmdk", ManyLines(4000)));
+  ASSERT_TRUE(WriteFile(p + "flat40k.vmdk", ManyLines(40000)));
+  ASSERT_TRUE(WriteFile(p + "zero100k.vmdk", ManyLines(100000, 1)));
+  // 5: 1 KiB VMDK3, one directory entry, 2^32-1 sectors.
+  p = sub("vmdk3");
+  BuiltImage v3 = BuildVmdk3(2048, {});
+  v3.file.resize(1024);
+  StoreLe32(v3.file, 12, 0xffffffff);
+  StoreLe32(v3.file, 20, 1);
+  StoreLe32(v3.file, 28, 2);
+  ASSERT_TRUE(WriteFile(p + "v3.vmdk", v3.file));
+  // 6: streamOptimized, 1 GiB grains, 4 KiB of data.
+  p = sub("stream");
+  ASSERT_TRUE(WriteFile(p + "bigrain.vmdk", StreamGrainImage(0x200000, Bytes(4096, 7))));
+  // 7: a 2,000-level chain.
+  p = sub("deep");
+  for (size_t i = 0; i < 2000; ++i) {
+    const std::string hint = i + 1 < 2000 ? "l" + std::to_string(i + 1) + ".vmdk" : "";
+    ASSERT_TRUE(WriteFile(p + "l" + std::to_string(i) + ".vmdk", SparseLayer(hint, i + 1 < 2000 ? 0 : 9)));
+  }
+}
+
 }  // namespace
 }  // namespace coblk::vmdk::test
