@@ -4,6 +4,7 @@
 #include <cinttypes>
 
 #include "block/block_driver.h"
+#include "drivers/vmdk/bytes.h"
 #include "drivers/vmdk/strfmt.h"
 
 namespace coblk::vmdk {
@@ -175,11 +176,12 @@ Task<Status> VmdkNode::co_flush() {
 }
 
 // Files grown ahead of the append point are cut back to their data (the
-// flush before close has committed every table entry).
+// flush before close has committed every table entry); stream extents
+// written to get their final tail (Extent::finish_writes).
 Task<void> VmdkNode::co_close() {
   for (const auto& e : extents_) {
     if (e->kind() == ExtentKind::kSparse && e->writable() && !read_only()) {
-      Status st = co_await e->trim_reserved();
+      Status st = co_await e->finish_writes();
       if (st) st = co_await e->file()->flush();
       (void)st;  // close cannot fail; the excess is only unused space
     }
@@ -238,14 +240,50 @@ Task<Result<CheckResult>> VmdkNode::co_check(bool fix) {
       }
       if (m->state != GrainMapping::kAllocated) continue;
       ++r.allocated_clusters;
-      if (m->grain_offset >= file_size)
+      if (m->grain_offset >= file_size) {
         findings.add(StrFormat("ERROR: cluster offset for sector %" PRIu64 " points after EOF",
                                (e->start + off) / kSectorSize));
+        continue;
+      }
+      if (e->compressed() && e->layout().has_marker) {
+        if (Status st = co_await check_grain_marker(*e, off, m->grain_offset); !st)
+          findings.add("ERROR: " + st.error().message());
+      }
     }
     if (!e->rgd_mismatch().empty()) findings.add("ERROR: " + e->rgd_mismatch());
   }
   findings.finish();
   co_return r;
+}
+
+// QEMU's check only looks at the entries; a stream image whose entries
+// name metadata markers or other grains (what racing tail writes used to
+// produce) reads back garbage or fails. So each entry of a compressed
+// extent must name a grain marker for its own guest sector whose
+// compressed data lies inside the file.
+Task<Status> VmdkNode::check_grain_marker(Extent& e, uint64_t in_extent, uint64_t at) {
+  const uint64_t sector = (e.start + in_extent) / kSectorSize;
+  const uint64_t file_size = static_cast<uint64_t>(e.file()->size());
+  uint8_t marker[12] = {};
+  if (file_size - at < sizeof marker)
+    co_return MakeError(EIO, StrFormat("compressed grain for sector %" PRIu64 " is cut off", sector));
+  COBLK_CO_RETURN_IF_ERROR(co_await e.file()->pread(static_cast<int64_t>(at), marker, sizeof marker));
+  const uint64_t lba = LoadLe64(marker, 0);
+  const uint32_t size = LoadLe32(marker, 8);
+  if (size == 0)
+    co_return MakeError(EIO, StrFormat("grain-table entry for sector %" PRIu64
+                                       " points at a metadata marker (offset %" PRIu64 ")",
+                                       sector, at));
+  if (lba != sector)
+    co_return MakeError(EIO, StrFormat("grain-table entry for sector %" PRIu64
+                                       " points at the grain marker of sector %" PRIu64
+                                       " (offset %" PRIu64 ")",
+                                       sector, lba, at));
+  if (size > file_size - at - sizeof marker)
+    co_return MakeError(EIO, StrFormat("compressed grain for sector %" PRIu64
+                                       " extends past the end of the file",
+                                       sector));
+  co_return OkStatus();
 }
 
 BlockLimits VmdkNode::driver_limits() {

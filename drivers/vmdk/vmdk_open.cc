@@ -131,6 +131,10 @@ Task<Result<std::unique_ptr<Extent>>> OpenExtentLine(OpenContext& ctx, VmdkNode&
 
 Task<Status> OpenDescriptorFile(OpenContext& ctx, VmdkNode& node, const std::string& text,
                                 const std::string& descriptor_path, const OpenSettings& s) {
+  // QEMU looks for createType (strstr) before anything else in a descriptor
+  // file, so any file that is not a descriptor fails with this message.
+  if (text.find("createType") == std::string::npos)
+    co_return MakeError(EINVAL, "invalid VMDK image descriptor");
   auto d = ParseDescriptor(text);
   if (!d) co_return std::unexpected(d.error());
   if (d->create_type.empty()) co_return MakeError(EINVAL, "invalid VMDK image descriptor");
