@@ -7,6 +7,7 @@
 #include "drivers/vmdk/bytes.h"
 #include "drivers/vmdk/compressed.h"
 #include "drivers/vmdk/format.h"
+#include "drivers/vmdk/grain_inflate.h"
 #include "drivers/vmdk/sesparse.h"
 #include "drivers/vmdk/strfmt.h"
 #include "io/aligned_buffer.h"
@@ -100,7 +101,8 @@ Task<Result<std::unique_ptr<Extent>>> Extent::OpenVmdk4(BlockNode* file, bool re
   if (!layout) co_return std::unexpected(layout.error());
 
   std::unique_ptr<Extent> e = NewSparse(file, *layout, "SPARSE");
-  e->header_sector_ = footer ? footer->Encode() : header_sector;
+  const Sector kept = footer ? footer->Encode() : header_sector;
+  e->header_sector_.assign(kept.begin(), kept.end());
   COBLK_CO_RETURN_IF_ERROR(co_await e->load_directories(cache_bytes));
   co_return e;
 }
@@ -376,24 +378,54 @@ Task<Status> Extent::read_allocated(const GrainMapping& m, uint64_t offset, IoVe
   co_return co_await file_->preadv(static_cast<int64_t>(at), static_cast<int64_t>(len), qiov);
 }
 
+// Reads the part of a compressed grain that qiov asks for: the input is
+// read in pieces of at most kCompressedChunk and inflated only up to the
+// end of the range (RangeInflater), so a 512-byte read of a grain declared
+// 1 GiB costs a few KiB, not the grain. Input is bounded like QEMU's: the
+// marker's size (at most two grains less the marker), or without markers
+// two grains; never past the end of the file.
 Task<Status> Extent::read_compressed(const GrainMapping& m, uint64_t offset_in_grain,
                                      IoVector& qiov) {
+  constexpr uint64_t kCompressedChunk = 128 << 10;
   const uint64_t grain = layout_.cluster_bytes();
   const uint64_t file_size = static_cast<uint64_t>(file_->size());
   if (m.grain_offset >= file_size) co_return MakeError(EINVAL, "Compressed grain past end of file");
-  // A marker plus compressed data may exceed one grain: read up to two,
-  // never past the end of the file.
-  const uint64_t want = std::min(CompressedReadBytes(grain), file_size - m.grain_offset);
-  std::vector<uint8_t> raw(want);
-  COBLK_CO_RETURN_IF_ERROR(co_await file_->pread(static_cast<int64_t>(m.grain_offset), raw.data(),
-                                                 static_cast<int64_t>(want)));
+  const uint64_t readable = std::min(CompressedReadBytes(grain), file_size - m.grain_offset);
+  std::vector<uint8_t> in(std::min(kCompressedChunk, readable));
+  COBLK_CO_RETURN_IF_ERROR(co_await file_->pread(static_cast<int64_t>(m.grain_offset), in.data(),
+                                                 static_cast<int64_t>(in.size())));
+  uint64_t head = 0, data_len = readable;
+  if (layout_.has_marker) {
+    auto marker = GrainMarker::Decode(in);
+    if (!marker) co_return std::unexpected(marker.error());
+    head = GrainMarker::kGrainHeaderSize;
+    if (marker->size == 0) co_return MakeError(EINVAL, "Invalid compressed grain marker: size 0");
+    if (marker->size > readable - head)
+      co_return MakeError(EINVAL, StrFormat("Invalid compressed grain marker: size %" PRIu32
+                                            " exceeds the %" PRIu64 " bytes read",
+                                            marker->size, readable - head));
+    data_len = marker->size;
+  }
   // The last grain of a disk whose size is not a multiple of the grain
   // inflates to less than a grain: only the requested range must be there
   // (QEMU: offset_in_cluster + bytes <= inflated length).
-  std::vector<uint8_t> data(grain);
-  auto n = DecompressGrain(raw, layout_.has_marker, data, offset_in_grain + qiov.size());
-  if (!n) co_return std::unexpected(n.error());
-  qiov.copy_from(0, data.data() + offset_in_grain, qiov.size());
+  std::vector<uint8_t> out(qiov.size());
+  RangeInflater inflater(offset_in_grain, out, grain);
+  std::span<const uint8_t> piece =
+      std::span<const uint8_t>(in).subspan(head, std::min<uint64_t>(in.size() - head, data_len));
+  uint64_t fed = 0;
+  for (;;) {
+    fed += piece.size();
+    auto done = inflater.feed(piece, fed == data_len);
+    if (!done) co_return std::unexpected(done.error());
+    if (*done) break;
+    const uint64_t n = std::min(kCompressedChunk, data_len - fed);
+    in.resize(n);
+    COBLK_CO_RETURN_IF_ERROR(co_await file_->pread(
+        static_cast<int64_t>(m.grain_offset + head + fed), in.data(), static_cast<int64_t>(n)));
+    piece = in;
+  }
+  qiov.copy_from(0, out.data(), out.size());
   co_return OkStatus();
 }
 

@@ -205,7 +205,9 @@ class Extent {
   std::vector<uint64_t> directory_;  // decoded grain directory entries
   std::unique_ptr<GrainTableCache> cache_;
   std::string rgd_mismatch_;
-  Sector header_sector_{};           // as read at open (VMDK4)
+  // As read at open (VMDK4 only; empty otherwise): on the heap, so that
+  // flat and ZERO extents (a descriptor may have 100,000) stay small.
+  std::vector<uint8_t> header_sector_;
 
   // Write state.
   bool writable_ = false;

@@ -5,6 +5,7 @@
 #include <climits>
 #include <cstdlib>
 #include <cstring>
+#include <unordered_map>
 
 #include "drivers/vmdk/bytes.h"
 #include "drivers/vmdk/format.h"
@@ -57,10 +58,36 @@ Status CheckConfined(const std::string& descriptor_path, const std::string& exte
   return OkStatus();
 }
 
+// A file's identity (device, inode), to find backing loops whatever names
+// the layers use (symlinks, hard links, "./a.vmdk" vs "a.vmdk").
+struct FileId {
+  dev_t dev = 0;
+  ino_t ino = 0;
+  bool operator==(const FileId&) const = default;
+};
+
+std::optional<FileId> IdentityOf(const std::string& path) {
+  struct stat st {};
+  if (path.empty() || ::stat(path.c_str(), &st) != 0) return std::nullopt;
+  return FileId{st.st_dev, st.st_ino};
+}
+
+// Extent files already opened for this descriptor, by identity: a file
+// named by many extent lines is opened once (each open of the same file
+// adds OFD locks the kernel scans linearly, so per-line opens made a
+// descriptor of thousands of lines quadratic).
+struct FileIdHash {
+  size_t operator()(const FileId& f) const {
+    return std::hash<uint64_t>()(static_cast<uint64_t>(f.dev) * 1000003u ^ static_cast<uint64_t>(f.ino));
+  }
+};
+using OpenedExtentFiles = std::unordered_map<FileId, BlockNode*, FileIdHash>;
+
 Task<Result<std::unique_ptr<Extent>>> OpenExtentLine(OpenContext& ctx, VmdkNode& node,
                                                      const ExtentLine& line, size_t index,
                                                      const std::string& descriptor_path,
-                                                     const OpenSettings& s) {
+                                                     const OpenSettings& s,
+                                                     OpenedExtentFiles& opened) {
   if (line.type == ExtentType::kZero) co_return Extent::Zero(line.sectors);
   COBLK_CO_RETURN_IF_ERROR(ValidateExtentFilename(line.filename, s.confine));
   auto path = ResolveExtentPath(descriptor_path, line.filename);
@@ -68,11 +95,21 @@ Task<Result<std::unique_ptr<Extent>>> OpenExtentLine(OpenContext& ctx, VmdkNode&
   if (s.confine) COBLK_CO_RETURN_IF_ERROR(CheckConfined(descriptor_path, *path));
 
   const std::string child_name = "extents." + std::to_string(index);
-  auto child = co_await ctx.open_child(child_name, ChildRole::kData, *path);
-  if (!child) co_return std::unexpected(child.error());
-  if (!*child) co_return MakeError(EINVAL, "Could not open extent '" + *path + "'");
-  BlockNode* file = child->get();
-  node.add_child(child_name, ChildRole::kData, std::move(*child));
+  // Options given for this extent's child (extents.N.*) open it on its own.
+  const bool own_options = ctx.options.has(child_name) || ctx.options.has_prefix(child_name);
+  const std::optional<FileId> id = own_options ? std::nullopt : IdentityOf(*path);
+  BlockNode* file = nullptr;
+  if (id) {
+    if (auto it = opened.find(*id); it != opened.end()) file = it->second;
+  }
+  if (!file) {
+    auto child = co_await ctx.open_child(child_name, ChildRole::kData, *path);
+    if (!child) co_return std::unexpected(child.error());
+    if (!*child) co_return MakeError(EINVAL, "Could not open extent '" + *path + "'");
+    file = child->get();
+    node.add_child(child_name, ChildRole::kData, std::move(*child));
+    if (id) opened.emplace(*id, file);
+  }
 
   const bool extent_rw = line.access == ExtentAccess::kReadWrite;
   if (IsFlatType(line.type)) {
@@ -105,8 +142,9 @@ Task<Status> OpenDescriptorFile(OpenContext& ctx, VmdkNode& node, const std::str
   node.create_type = d->create_type;
   TakeDescriptorFacts(node, *d);
   if (d->extents.empty()) co_return MakeError(EINVAL, "VMDK descriptor has no extents");
+  OpenedExtentFiles opened;
   for (size_t i = 0; i < d->extents.size(); ++i) {
-    auto e = co_await OpenExtentLine(ctx, node, d->extents[i], i, descriptor_path, s);
+    auto e = co_await OpenExtentLine(ctx, node, d->extents[i], i, descriptor_path, s, opened);
     if (!e) co_return std::unexpected(e.error());
     node.add_extent(std::move(*e));
   }
@@ -165,20 +203,6 @@ Task<Status> OpenMonolithic(OpenContext& ctx, VmdkNode& node, BlockNode& file, u
   if (s.read_write) COBLK_CO_RETURN_IF_ERROR(co_await (*e)->enable_writes(true));
   node.add_extent(std::move(*e));
   co_return OkStatus();
-}
-
-// A file's identity (device, inode), to find backing loops whatever names
-// the layers use (symlinks, hard links, "./a.vmdk" vs "a.vmdk").
-struct FileId {
-  dev_t dev = 0;
-  ino_t ino = 0;
-  bool operator==(const FileId&) const = default;
-};
-
-std::optional<FileId> IdentityOf(const std::string& path) {
-  struct stat st {};
-  if (path.empty() || ::stat(path.c_str(), &st) != 0) return std::nullopt;
-  return FileId{st.st_dev, st.st_ino};
 }
 
 // The file a backing layer's options will open: an explicit filename wins

@@ -98,6 +98,33 @@ void WriteHugeSparse(const std::string& path, uint64_t capacity) {
     ADD_FAILURE() << "truncate " << path;
 }
 
+// A streamOptimized file (markers, no footer) of one grain of `grain_sectors`
+// whose compressed data inflates to `data` (at most a grain): with 1 GiB
+// grains and a few KiB of data, the 3.5 KiB file.
+Bytes StreamGrainImage(uint64_t grain_sectors, const Bytes& data) {
+  Vmdk4Header h;
+  h.version = 1;
+  h.flags = kFlagNlDetect | kFlagCompress | kFlagMarker;
+  h.compress_algorithm = kCompressionDeflate;
+  h.capacity = grain_sectors;
+  h.granularity = grain_sectors;
+  h.num_gtes_per_gt = 512;
+  h.desc_offset = 1;
+  h.desc_size = 1;
+  h.gd_offset = 2;
+  h.grain_offset = 7;
+  Bytes f(7 * 512, 0);
+  Put(f, 0, h.Encode());
+  const std::string desc =
+      "# Disk DescriptorFile\nversion=1\nCID=1a2b3c4d\nparentCID=ffffffff\n"
+      "createType=\"streamOptimized\"\n";
+  Put(f, 512, {reinterpret_cast<const uint8_t*>(desc.data()), desc.size()});
+  StoreLe32(f, 2 * 512, 3);  // GD entry 0 -> GT at sector 3
+  StoreLe32(f, 3 * 512, 7);  // GT entry 0 -> grain at sector 7
+  Put(f, 7 * 512, CompressGrain(data, 0).value());
+  return f;
+}
+
 // Runs a tool with a hang guard (the old code ran for hours): true if it
 // finished in time with exit status 0; its stdout in *out.
 bool RunTool(const std::string& args, std::string* out) {
@@ -310,6 +337,65 @@ TEST_F(HostileTest, RunsInsideTablesMatchTheGrains) {
   EXPECT_TRUE((*fast)[4].zero);
 }
 
+// ---- 4. many extent lines: one open per file, binary-searched lookup ----
+
+// `lines` extent lines of one sector each. FLAT lines name one file at
+// offsets i % 8 (sector i of the disk reads sector i % 8 of flat.raw);
+// with zero_every = k, every k-th line is a ZERO line instead.
+std::string ManyLines(size_t lines, size_t zero_every = 0) {
+  std::vector<std::string> l;
+  l.reserve(lines);
+  for (size_t i = 0; i < lines; ++i)
+    l.push_back(zero_every && i % zero_every == 0 ? "RW 1 ZERO"
+                                                  : "RW 1 FLAT \"flat.raw\" " + std::to_string(i % 8));
+  return SimpleDescriptor("monolithicFlat", l);
+}
+
+TEST_F(HostileTest, ManyExtentLinesShareOneFile) {
+  Bytes flat(8 * 512);
+  for (size_t i = 0; i < flat.size(); ++i) flat[i] = static_cast<uint8_t>(i / 512 + 1);
+  ASSERT_TRUE(WriteFile(dir_ / "flat.raw", flat));
+  ASSERT_TRUE(WriteFile(dir_ / "many.vmdk", ManyLines(4000, 3)));
+  auto node = OpenVmdk(dir_ / "many.vmdk");
+  ASSERT_TRUE(node) << node.error().ToString();
+  EXPECT_EQ((*node)->size(), 4000 * 512);
+  // One child for the descriptor, one for flat.raw (not one per line).
+  EXPECT_EQ((*node)->children().size(), 2u);
+  for (int64_t sector : {0, 1, 2, 3, 1999, 2000, 3998, 3999}) {
+    SCOPED_TRACE(sector);
+    auto got = Read(**node, sector * 512, 512);
+    ASSERT_TRUE(got);
+    const uint8_t want = sector % 3 == 0 ? 0 : static_cast<uint8_t>(sector % 8 + 1);
+    EXPECT_EQ((*got)[0], want);
+    EXPECT_EQ((*got)[511], want);
+  }
+  // A read across many extents.
+  auto all = Read(**node, 0, 4000 * 512);
+  ASSERT_TRUE(all);
+  for (size_t sector = 0; sector < 4000; ++sector)
+    ASSERT_EQ((*all)[sector * 512], sector % 3 == 0 ? 0 : sector % 8 + 1) << sector;
+  // Per-extent options still open that extent's file on its own.
+  auto own = OpenVmdk(dir_ / "many.vmdk", ",extents.1.cache.direct=off");
+  ASSERT_TRUE(own) << own.error().ToString();
+  EXPECT_EQ((*own)->children().size(), 3u);
+}
+
+// 100,000 ZERO lines open (each extent small: no per-extent allocations
+// beyond the extent itself) and map as one zero range.
+TEST_F(HostileTest, HundredThousandZeroLines) {
+  ASSERT_TRUE(WriteFile(dir_ / "zeros.vmdk", ManyLines(100000, 1)));
+  auto node = OpenVmdk(dir_ / "zeros.vmdk");
+  ASSERT_TRUE(node) << node.error().ToString();
+  EXPECT_EQ((*node)->size(), 100000 * 512);
+  auto map = MapInCalls(**node, 100000);
+  ASSERT_TRUE(map) << map.error().ToString();
+  ASSERT_EQ(map->size(), 1u);
+  EXPECT_TRUE((*map)[0].zero);
+  auto got = Read(**node, 99999 * 512, 512);
+  ASSERT_TRUE(got);
+  EXPECT_EQ(std::count(got->begin(), got->end(), 0), 512);
+}
+
 // ---- 5. check stores a bounded number of findings ----
 
 TEST_F(HostileTest, CheckCapsItsFindings) {
@@ -363,6 +449,70 @@ TEST_F(HostileTest, DirectoryMustCoverTheDisk) {
   EXPECT_FALSE(RunTool("coblk-img check " + (dir_ / "v3.vmdk"), &out));
 }
 
+// ---- 6. compressed reads inflate only the requested range ----
+
+// The file: 1 GiB grains, a few KiB on disk. A 512-byte read must
+// not allocate the grain: run the tool under a 512 MiB address-space limit
+// (not in sanitizer builds, whose shadow memory needs far more).
+TEST_F(HostileTest, CompressedReadOfAHugeGrainIsBounded) {
+  Bytes data(4096);
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<uint8_t>(i * 13 + 1);
+  const Bytes file = StreamGrainImage(0x200000, data);
+  EXPECT_LT(file.size(), 8192u);
+  const std::string img = dir_ / "bigrain.vmdk";
+  ASSERT_TRUE(WriteFile(img, file));
+  auto node = OpenVmdk(img);
+  ASSERT_TRUE(node) << node.error().ToString();
+  EXPECT_EQ((*node)->size(), int64_t{1} << 30);
+  auto got = Read(**node, 512, 1024);
+  ASSERT_TRUE(got) << got.error().ToString();
+  EXPECT_TRUE(std::equal(got->begin(), got->end(), data.begin() + 512));
+  // Past the inflated data: QEMU's error (the range must lie inside it).
+  auto past = Read(**node, 8192, 512);
+  ASSERT_FALSE(past);
+  EXPECT_NE(past.error().message().find("too short"), std::string::npos) << past.error().ToString();
+  // A grain declared larger than QEMU's 1 GiB limit is refused.
+  Bytes over = file;
+  StoreLe64(over, 20, 0x400000);  // granularity
+  StoreLe64(over, 12, 0x400000);  // capacity
+  ASSERT_TRUE(WriteFile(dir_ / "over.vmdk", over));
+  EXPECT_FALSE(OpenVmdk(dir_ / "over.vmdk"));
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "address-space limit not usable with ASan";
+#else
+  SKIP_WITHOUT_TOOLS();
+  std::string out;
+  EXPECT_EQ(Sh("ulimit -v 524288; timeout 60 " + std::string(COBLK_BIN_DIR) +
+                   "/coblk-io -r -c 'read 0 512' " + img,
+               &out),
+            0)
+      << out;
+  EXPECT_NE(out.find("read 512/512 bytes at offset 0"), std::string::npos) << out;
+#endif
+}
+
+// Ranges anywhere in a 1 MiB grain of incompressible data: the input spans
+// several read pieces and the skipped output several windows.
+TEST_F(HostileTest, CompressedRangesMatchTheGrain) {
+  Bytes data(1 << 20);
+  uint32_t x = 12345;
+  for (auto& b : data) {
+    x = x * 1103515245 + 12345;
+    b = static_cast<uint8_t>(x >> 24);
+  }
+  ASSERT_TRUE(WriteFile(dir_ / "mib.vmdk", StreamGrainImage(2048, data)));
+  auto node = OpenVmdk(dir_ / "mib.vmdk");
+  ASSERT_TRUE(node) << node.error().ToString();
+  for (auto [off, len] : std::vector<std::pair<int64_t, size_t>>{
+           {0, 512}, {65536 - 512, 1024}, {200 * 1024, 4096}, {700 * 1024, 300 * 1024},
+           {(1 << 20) - 512, 512}, {0, 1 << 20}}) {
+    SCOPED_TRACE(off);
+    auto got = Read(**node, off, len);
+    ASSERT_TRUE(got) << got.error().ToString();
+    EXPECT_TRUE(std::equal(got->begin(), got->end(), data.begin() + off));
+  }
+}
+
 // ---- 7. deep chains: opened iteratively, bounded by kMaxBackingDepth ----
 
 // Layers l0 (top) .. l<n-1>: all empty except the bottom, which has grain 0.
@@ -396,6 +546,60 @@ TEST_F(HostileTest, DeepChainAtTheLimitOpensReadsAndMaps) {
 TEST_F(HostileTest, ChainBeyondTheLimitIsAnError) {
   WriteChain(dir_, kMaxBackingDepth + 2);
   ExpectOpenError(dir_ / "l0.vmdk", "is too deep: more than " + std::to_string(kMaxBackingDepth));
+}
+
+// Not a check: with COBLK_HOSTILE_OUT=<dir>, writes the hostile
+// files there (for timing the tools on them, before and after), one
+// generator each, as the tests above use them.
+TEST_F(HostileTest, WriteCorpusForMeasurement) {
+  const char* out = std::getenv("COBLK_HOSTILE_OUT");
+  if (!out) GTEST_SKIP() << "set COBLK_HOSTILE_OUT=<dir> to write the files";
+  const std::string d = out;
+  auto sub = [&](const std::string& name) {
+    mkdir((d + "/" + name).c_str(), 0755);
+    return d + "/" + name + "/";
+  };
+  // 1: a confined child whose parent hint leaves the directory.
+  std::string p = sub("confine");
+  mkdir((p + "in").c_str(), 0755);
+  ASSERT_TRUE(WriteFile(p + "flat.img", Bytes(kSize, 2)));
+  ASSERT_TRUE(WriteFile(p + "outside.vmdk", FlatLayer("")));
+  ASSERT_TRUE(WriteFile(p + "in/flat.img", Bytes(kSize, 1)));
+  ASSERT_TRUE(WriteFile(p + "in/child.vmdk", SparseLayer("../outside.vmdk")));
+  // 2: self loop and A -> B -> A.
+  p = sub("loop");
+  ASSERT_TRUE(WriteFile(p + "flat.img", Bytes(kSize, 3)));
+  ASSERT_TRUE(WriteFile(p + "self.vmdk", SparseLayer("self.vmdk")));
+  ASSERT_TRUE(WriteFile(p + "a.vmdk", SparseLayer("b.vmdk")));
+  ASSERT_TRUE(WriteFile(p + "b.vmdk", SparseLayer("a.vmdk")));
+  // 3: 8 EiB ZERO extent; 2^40-sector sparse image with one grain.
+  p = sub("huge");
+  ASSERT_TRUE(WriteFile(p + "zero8e.vmdk",
+                        SimpleDescriptor("monolithicFlat", {"RW 18014398507384832 ZERO"})));
+  WriteHugeSparse(p + "huge.vmdk", uint64_t{1} << 40);
+  // 4: many extent lines.
+  p = sub("many");
+  ASSERT_TRUE(WriteFile(p + "flat.raw", Bytes(8 * 512, 1)));
+  ASSERT_TRUE(WriteFile(p + "flat4k.vmdk", ManyLines(4000)));
+  ASSERT_TRUE(WriteFile(p + "flat40k.vmdk", ManyLines(40000)));
+  ASSERT_TRUE(WriteFile(p + "zero100k.vmdk", ManyLines(100000, 1)));
+  // 5: 1 KiB VMDK3, one directory entry, 2^32-1 sectors.
+  p = sub("vmdk3");
+  BuiltImage v3 = BuildVmdk3(2048, {});
+  v3.file.resize(1024);
+  StoreLe32(v3.file, 12, 0xffffffff);
+  StoreLe32(v3.file, 20, 1);
+  StoreLe32(v3.file, 28, 2);
+  ASSERT_TRUE(WriteFile(p + "v3.vmdk", v3.file));
+  // 6: streamOptimized, 1 GiB grains, 4 KiB of data.
+  p = sub("stream");
+  ASSERT_TRUE(WriteFile(p + "bigrain.vmdk", StreamGrainImage(0x200000, Bytes(4096, 7))));
+  // 7: a 2,000-level chain.
+  p = sub("deep");
+  for (size_t i = 0; i < 2000; ++i) {
+    const std::string hint = i + 1 < 2000 ? "l" + std::to_string(i + 1) + ".vmdk" : "";
+    ASSERT_TRUE(WriteFile(p + "l" + std::to_string(i) + ".vmdk", SparseLayer(hint, i + 1 < 2000 ? 0 : 9)));
+  }
 }
 
 }  // namespace
