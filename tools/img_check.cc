@@ -15,6 +15,11 @@ namespace coblk::tools {
 
 namespace {
 
+bool HasClusterStats(const CheckResult& r) {
+  return r.total_clusters != 0 && r.allocated_clusters != 0 && r.fragmented_clusters >= 0 &&
+         r.compressed_clusters >= 0;
+}
+
 void PrintCheck(const CheckResult& r, bool quiet) {
   if (quiet) return;
   if (!(r.corruptions || r.leaks || r.check_errors)) {
@@ -35,14 +40,16 @@ void PrintCheck(const CheckResult& r, bool quiet) {
                   r.check_errors);
     }
   }
-  if (r.total_clusters != 0 && r.allocated_clusters != 0) {
-    // coblk does not track fragmentation or compression in CheckResult.
+  // QEMU's line needs all four figures; drivers that do not compute the
+  // fragmented and compressed counts (vmdk, like QEMU's) get no line.
+  if (HasClusterStats(r)) {
+    auto percent = [&](int64_t n) {
+      return static_cast<double>(n) * 100.0 / static_cast<double>(r.total_clusters);
+    };
     std::printf("%" PRId64 "/%" PRId64 " = %0.2f%% allocated, %0.2f%% fragmented, "
                 "%0.2f%% compressed clusters\n",
-                r.allocated_clusters, r.total_clusters,
-                static_cast<double>(r.allocated_clusters) * 100.0 /
-                    static_cast<double>(r.total_clusters),
-                0.0, 0.0);
+                r.allocated_clusters, r.total_clusters, percent(r.allocated_clusters),
+                percent(r.fragmented_clusters), percent(r.compressed_clusters));
   }
   if (r.image_end_offset) std::printf("Image end offset: %" PRId64 "\n", r.image_end_offset);
 }

@@ -20,6 +20,7 @@ int ImgMap(int argc, char** argv);
 int ImgCheck(int argc, char** argv);
 int ImgBench(int argc, char** argv);
 int ImgConvert(int argc, char** argv);
+int ImgCompare(int argc, char** argv);
 
 // `create -o help` / `convert -o help`: the driver's create options, sorted.
 void PrintCreateHelp(const BlockDriver& drv);
@@ -32,6 +33,16 @@ bool ParseImageQueryArgs(int argc, char** argv, const char* usage, ImageSpec* sp
 
 // "coblk-img: <message>" on stderr, like qemu-img's error_report.
 void ImgError(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+// qemu-img's error_exit: the message, then "Try 'coblk-img --help' for more
+// information". Returns 1, the exit status.
+int ImgErrorExit(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+// For getopt's ':' (missing argument) and '?' (unknown option) answers, with
+// an option string that starts with ":" (after "+"): qemu-img's
+// missing_argument / unrecognized_option. Returns 1.
+int ImgBadOption(int c, char** argv);
+// `coblk-img --help` (and every subcommand's -h/--help, as qemu-img): the
+// usage of every command. Returns 0.
+int ImgHelp();
 
 // Creates the event loop and opens spec, reporting failures like qemu-img
 // ("Could not open 'x': ..."). Returns nullptr after printing on failure.

@@ -301,6 +301,8 @@ class BlkdebugDriver final : public BlockDriver {
     if (!child) co_return std::unexpected(child.error());
     auto node = std::make_shared<BlkdebugNode>(this, ctx.loop, std::move(*config));
     node->attach_file(*child, ctx.read_only);
+    // Flags pass through to the file, whose generic layer honours them.
+    node->set_supported_flags(kReqFua, kReqFua | kReqMayUnmap | kReqNoFallback);
     node->refresh_limits();
     co_return std::shared_ptr<BlockNode>(std::move(node));
   }

@@ -63,6 +63,26 @@ class Extent {
   // Synchronous fast path: true and *out set if the answer needs no I/O.
   bool try_lookup(uint64_t offset, GrainMapping* out, Status* error);
 
+  // The mapping at `offset` and how many bytes from there (at most
+  // max_bytes, never past the extent) share it: the same state and, for
+  // uncompressed data, one contiguous file range. A directory entry with no
+  // grain table is skipped whole; tables are scanned in memory, so the cost
+  // grows with the allocated tables in range, not with the disk size.
+  struct Run {
+    GrainMapping mapping;
+    uint64_t bytes = 0;
+  };
+  Task<Result<Run>> lookup_run(uint64_t offset, uint64_t max_bytes);
+  // The grain directory's shape, for check: table i covers guest bytes
+  // [i * table_span_bytes(), (i + 1) * table_span_bytes()) of the extent.
+  uint32_t table_count() const { return layout_.l1_size; }
+  uint64_t table_span_bytes() const { return layout_.l1_entry_sectors * kSectorSize; }
+  // True if table `l1` has no grain at all: its directory entry is 0 and
+  // no allocation into it is waiting to be committed.
+  bool table_unallocated(uint32_t l1) const {
+    return l1 < directory_.size() && directory_[l1] == 0 && uncommitted_.empty();
+  }
+
   // Reads bytes at `offset` (relative to the extent) that lie inside one
   // allocated grain into qiov.
   Task<Status> read_allocated(const GrainMapping& m, uint64_t offset, IoVector& qiov);

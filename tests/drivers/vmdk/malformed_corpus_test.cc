@@ -367,8 +367,9 @@ TEST_F(MalformedTest, DescriptorShapes) {
   ExpectDescriptorError(replace("RW 2048 FLAT \"flat.img\" 0", ok_line + "\n" + ok_line + "\n" +
                                     "RW 18014398509481980 ZERO"),
                         "too big");
-  // Huge descriptor: only the first MiB is read; no CID there.
-  ExpectDescriptorError("version=1\n" + std::string(3 << 20, '#'), "no CID");
+  // Huge descriptor: only the first MiB is read; no createType there, the
+  // first thing QEMU looks for.
+  ExpectDescriptorError("version=1\n" + std::string(3 << 20, '#'), "invalid VMDK image descriptor");
   // Binary junk that is not a VMDK at all.
   Bytes junk(4096);
   for (size_t i = 0; i < junk.size(); ++i) junk[i] = static_cast<uint8_t>(i * 7 + 1);
