@@ -561,6 +561,14 @@ TEST_F(Kit, FaultAtEveryWriteAndFlushLeavesNoCorruption) {
     work.push_back(op);
   }
   ASSERT_LE(cfg_.fault_ops, 62) << "--fault-ops must be at most 62";
+  {
+    // The stack with blkdebug (and no rule) must open at all.
+    Status s = Create(image_);
+    ASSERT_TRUE(s) << s.error().ToString();
+    auto node = OpenNode(OpenString(image_, true), false);
+    ASSERT_TRUE(node) << "open through blkdebug: " << node.error().ToString();
+    Run((*node)->close());
+  }
   int fired_runs = 0;
   for (int n = 0; n < cfg_.fault_limit; ++n) {
     SCOPED_TRACE("failing write/flush number " + std::to_string(n + 1));

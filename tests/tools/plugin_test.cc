@@ -90,6 +90,20 @@ TEST(PluginTest, ListDriversShowsKindOriginAndCreateOptions) {
   EXPECT_NE(r.out.find("    subformat"), std::string::npos) << r.out;  // vmdk's create options
 }
 
+const std::string kSparsePlugin = COBLK_BIN_DIR "/../lib/coblk-plugin-sparse.so";
+
+// An image that names itself as its backing file: opening it read-only
+// recursed without end (a hang, then running out of descriptors).
+TEST(PluginTest, SelfBackedImageIsRefusedNotALoop) {
+  TempFile f(0);
+  RunResult r = RunTool(CoblkImg(), {"--plugin", kSparsePlugin, "create", "-q", "-f", "exsparse",
+                                     "-b", f.path(), "-F", "exsparse", f.path(), "1M"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  r = RunTool(CoblkIo(), {"--plugin", kSparsePlugin, "-r", "-c", "read 0 4k", f.path()});
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.err.find("Backing chain is longer than 64 images"), std::string::npos) << r.err;
+}
+
 TEST(PluginTest, UnknownFormatWithoutPlugin) {
   TempFile f(1 << 20);
   RunResult r = RunTool(CoblkIo(), {"--image-opts", "-c", "read 0 512",
