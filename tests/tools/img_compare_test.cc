@@ -22,7 +22,10 @@ class CompareTest : public QemuParityTest {
       args.insert(args.end(), flags.begin(), flags.end());
       args.push_back(a);
       args.push_back(b);
-      ExpectSameImg(args);
+      if (flags == std::vector<std::string>{"-p"})
+        ExpectSameProgressImg(args);
+      else
+        ExpectSameImg(args);
     }
   }
 };
