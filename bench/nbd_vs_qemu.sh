@@ -67,18 +67,21 @@ wait_listening() {  # socket
   exit 1
 }
 start_coblk() {
+  rm -f "$tmp/coblk.sock"
   nbdkit -f -r --threads "$threads" -U "$tmp/coblk.sock" "$plugin" image="$vmdk" readonly=true &
   server_pid=$!
   wait_listening "$tmp/coblk.sock"
   sleep 0.2
 }
 start_qemu() {
+  rm -f "$tmp/qemu.sock"
   qemu-nbd -r -t -e 8 --cache=none --aio=native -f vmdk -k "$tmp/qemu.sock" "$vmdk" &
   server_pid=$!
   wait_listening "$tmp/qemu.sock"
   sleep 0.2
 }
 start_qemu_raw() {
+  rm -f "$tmp/qraw.sock"
   qemu-nbd -r -t -e 8 --cache=writeback -f raw -k "$tmp/qraw.sock" "$raw" &
   server_pid=$!
   wait_listening "$tmp/qraw.sock"

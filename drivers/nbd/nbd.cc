@@ -277,6 +277,8 @@ Result<NbdTarget> ParseTarget(Options& o) {
     }
     if (exp) return MakeError(EINVAL, "An NBD URI names its export: 'export' cannot be used");
     t.uri = *filename;
+    // QEMU's nbd+tcp:// is nbd://; libnbd knows only the latter.
+    if (t.uri.starts_with("nbd+tcp://")) t.uri = "nbd://" + t.uri.substr(10);
     return t;
   }
   if (!type) return MakeError(EINVAL, "NBD server address missing (server.type or a filename)");

@@ -301,6 +301,35 @@ TEST_F(NbdClientTest, ConnectErrorsAndBadOptions) {
       << r.error().message();
 }
 
+// TCP: nbd://, nbd+tcp://, nbd:HOST:PORT and server.type=inet reach the
+// same nbdkit memory export on 127.0.0.1 (a free port is found by trying).
+TEST_F(NbdClientTest, TcpNamesAndOptionForm) {
+  std::string port;
+  for (int attempt = 0; attempt < 10 && port.empty(); ++attempt) {
+    const std::string p = std::to_string(20000 + (getpid() * 7 + attempt * 101) % 30000);
+    if (server_.StartWithPidFile({"nbdkit", "-f", "--exit-with-parent", "-i", "127.0.0.1", "-p",
+                                  p, "-P", dir_ / "pid", "memory", "4M"},
+                                 dir_ / "pid"))
+      port = p;
+  }
+  ASSERT_FALSE(port.empty()) << "nbdkit could not listen on any port tried";
+  auto node = MustOpen("driver=nbd,filename=nbd://127.0.0.1:" + port + "/");
+  ASSERT_TRUE(node);
+  ASSERT_TRUE(Write(*node, 8192, Pattern(4096, 5)));
+  Close(node);
+  for (const std::string& opts :
+       {"driver=nbd,filename=nbd+tcp://127.0.0.1:" + port + "/",
+        "driver=nbd,filename=nbd:127.0.0.1:" + port,
+        "driver=nbd,server.type=inet,server.host=127.0.0.1,server.port=" + port}) {
+    auto n = MustOpen(opts);
+    ASSERT_TRUE(n) << opts;
+    auto r = Read(*n, 8192, 4096);
+    ASSERT_TRUE(r) << opts;
+    EXPECT_EQ(*r, Pattern(4096, 5)) << opts;
+    Close(n);
+  }
+}
+
 TEST_F(NbdClientTest, LegacyNameAndProbedFormat) {
   TempDir images;
   const std::string img = images / "disk.raw";

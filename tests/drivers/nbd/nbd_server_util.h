@@ -87,6 +87,33 @@ class NbdServer {
     return false;
   }
 
+  // For a TCP server: readiness is the pid file the server writes once it
+  // listens (nbdkit -P, qemu-nbd --pid-file).
+  bool StartWithPidFile(const std::vector<std::string>& argv, const std::string& pid_file) {
+    Stop();
+    socket_.clear();
+    unlink(pid_file.c_str());
+    std::vector<char*> args;
+    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    if (posix_spawnp(&pid_, args[0], nullptr, nullptr, args.data(), environ) != 0) {
+      pid_ = -1;
+      return false;
+    }
+    for (int i = 0; i < 2000; ++i) {
+      struct stat st;
+      if (stat(pid_file.c_str(), &st) == 0 && st.st_size > 0) return true;
+      int status;
+      if (waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        return false;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    Stop();
+    return false;
+  }
+
   // SIGTERM (clean shutdown) or SIGKILL (a crash), then reap.
   void Stop(int sig = SIGTERM) {
     if (pid_ <= 0) return;
@@ -104,7 +131,7 @@ class NbdServer {
       waitpid(pid_, &status, 0);
     }
     pid_ = -1;
-    unlink(socket_.c_str());
+    if (!socket_.empty()) unlink(socket_.c_str());
   }
   void Kill() { Stop(SIGKILL); }
   bool running() const { return pid_ > 0; }
