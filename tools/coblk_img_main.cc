@@ -120,16 +120,15 @@ int main(int argc, char** argv) {
     coblk::tools::ImgError("%s", s.error().ToString().c_str());
     return 1;
   }
-  if (argc < 2) {
-    coblk::tools::ImgError("Not enough arguments");
-    std::fprintf(stderr, "Try 'coblk-img --help' for more information\n");
-    return 1;
-  }
+  if (argc < 2) return coblk::tools::ImgErrorExit("Not enough arguments");
   const char* cmd = argv[1];
   if (!std::strcmp(cmd, "-h") || !std::strcmp(cmd, "--help")) return coblk::tools::ImgHelp();
+  if (!std::strcmp(cmd, "-V") || !std::strcmp(cmd, "--version")) {
+    std::printf("coblk-img version " COBLK_VERSION "\n");
+    return 0;
+  }
   for (const Subcommand& s : kSubcommands) {
     if (!std::strcmp(cmd, s.name)) return s.fn(argc - 1, argv + 1);
   }
-  coblk::tools::ImgError("Command not found: %s", cmd);
-  return 1;
+  return coblk::tools::ImgErrorExit("Command not found: %s", cmd);
 }
