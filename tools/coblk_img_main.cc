@@ -86,6 +86,9 @@ const Subcommand kSubcommands[] = {
      "bench [-c count] [-d depth] [-f fmt] [--flush-interval=flush_interval] [-i aio] [-n] "
      "[--no-drain] [-o offset] [--pattern=pattern] [-q] [-r|--random] [-s buffer_size] "
      "[-S step_size] [-t cache] [-U] [-w] [--image-opts] filename"},
+    {"commit", coblk::tools::ImgCommit,
+     "commit [--image-opts] [-q] [-f fmt] [-t cache] [-b base] [-r rate_limit] [-d] [-p] "
+     "filename"},
     {"compare", coblk::tools::ImgCompare,
      "compare [--image-opts] [-f fmt] [-F fmt] [-T src_cache] [-p] [-q] [-s] [-U] "
      "filename1 filename2"},

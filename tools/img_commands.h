@@ -21,6 +21,7 @@ int ImgCheck(int argc, char** argv);
 int ImgBench(int argc, char** argv);
 int ImgConvert(int argc, char** argv);
 int ImgCompare(int argc, char** argv);
+int ImgCommit(int argc, char** argv);
 
 // `create -o help` / `convert -o help`: the driver's create options, sorted.
 void PrintCreateHelp(const BlockDriver& drv);

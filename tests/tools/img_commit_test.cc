@@ -1,0 +1,83 @@
+// coblk-img commit (and rebase) on chains whose layers both tools made: the
+// base afterwards holds what the guest saw through the committed image
+// (checked with qemu-img compare and qemu-img check), the same as qemu-img
+// commit gives on a copy of the chain; messages and exit codes as qemu-img.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "tests/tools/qemu_parity.h"
+
+namespace coblk::testing {
+namespace {
+
+class CommitTest : public QemuParityTest {
+ protected:
+  // Copies the chain's files to "<prefix><name>" with the links intact
+  // (the copies keep their relative parentFileNameHint names in a copy
+  // directory).
+  void CopyChainTo(const std::string& sub) {
+    ASSERT_EQ(std::system(("mkdir -p " + ShellQuote(Path(sub)) + " && cp " +
+                           ShellQuote(Path("")) + "*.vmdk " + ShellQuote(Path(sub)))
+                              .c_str()),
+              0);
+  }
+  void ExpectCompare(const std::string& a, const std::string& b) {
+    RunResult r = QImg({"compare", a, b});
+    EXPECT_EQ(r.status, 0) << a << " vs " << b << ": " << r.out << r.err;
+  }
+  void ExpectClean(const std::string& img) {
+    RunResult r = QImg({"check", img});
+    EXPECT_EQ(r.status, 0) << img << ": " << r.out << r.err;
+  }
+};
+
+TEST_F(CommitTest, IntoBackingFile) {
+  MakeChain();
+  CopyChainTo("q");
+  RunResult r = Img({"commit", "top.vmdk"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "Image committed.\n");
+  ExpectCompare("mid.vmdk", "flat.raw");
+  ExpectClean("mid.vmdk");
+  // qemu-img commit on the copy gives the same image.
+  ASSERT_EQ(QImg({"commit", "q/top.vmdk"}).status, 0);
+  ExpectCompare("mid.vmdk", "q/mid.vmdk");
+}
+
+TEST_F(CommitTest, IntoBaseThroughIntermediate) {
+  MakeChain();
+  CopyChainTo("q");
+  ASSERT_EQ(Img({"convert", "-O", "raw", "mid.vmdk", "midflat.raw"}).status, 0);
+  RunResult r = Img({"commit", "-q", "-b", "base.vmdk", "top.vmdk"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "");
+  ExpectCompare("base.vmdk", "flat.raw");
+  ExpectClean("base.vmdk");
+  ASSERT_EQ(QImg({"commit", "-b", "base.vmdk", "q/top.vmdk"}).status, 0);
+  ExpectCompare("base.vmdk", "q/base.vmdk");
+}
+
+TEST_F(CommitTest, MiddleLayerByAbsoluteBaseNameWithProgress) {
+  MakeChain();
+  ASSERT_EQ(Img({"convert", "-O", "raw", "mid.vmdk", "midflat.raw"}).status, 0);
+  RunResult r = Img({"commit", "-p", "-d", "-b", Path("base.vmdk"), "mid.vmdk"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(r.out.starts_with("    (0.00/100%)\r")) << r.out;
+  EXPECT_NE(r.out.find("    (100.00/100%)\r\nImage committed.\n"), std::string::npos) << r.out;
+  ExpectCompare("base.vmdk", "midflat.raw");
+  ExpectClean("base.vmdk");
+}
+
+TEST_F(CommitTest, Errors) {
+  MakeChain();
+  ExpectSameImg({"commit", "-b", "nonexist.vmdk", "top.vmdk"});
+  ExpectSameImg({"commit", "base.vmdk"});
+  ExpectSameImg({"commit", "nonexist.vmdk"});
+  ExpectSameImg({"commit"});
+  ExpectSameImg({"commit", "-z", "top.vmdk"});
+}
+
+}  // namespace
+}  // namespace coblk::testing
