@@ -100,6 +100,9 @@ const Subcommand kSubcommands[] = {
      "[--image-opts] [--target-is-zero] filename [filename2 [...]] output_filename"},
     {"create", coblk::tools::ImgCreate,
      "create [-f fmt] [-o options] [-b backing_file [-F backing_fmt]] filename [size]"},
+    {"rebase", coblk::tools::ImgRebase,
+     "rebase [--image-opts] [-U] [-q] [-f fmt] [-t cache] [-T src_cache] [-p] [-u] "
+     "-b backing_file [-F backing_fmt] filename"},
     {"info", coblk::tools::ImgInfo,
      "info [-f fmt] [--output=ofmt] [-U] [--image-opts] filename"},
     {"map", coblk::tools::ImgMap,

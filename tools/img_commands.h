@@ -22,6 +22,7 @@ int ImgBench(int argc, char** argv);
 int ImgConvert(int argc, char** argv);
 int ImgCompare(int argc, char** argv);
 int ImgCommit(int argc, char** argv);
+int ImgRebase(int argc, char** argv);
 
 // `create -o help` / `convert -o help`: the driver's create options, sorted.
 void PrintCreateHelp(const BlockDriver& drv);

@@ -4,6 +4,7 @@
 // commit gives on a copy of the chain; messages and exit codes as qemu-img.
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -77,6 +78,68 @@ TEST_F(CommitTest, Errors) {
   ExpectSameImg({"commit", "nonexist.vmdk"});
   ExpectSameImg({"commit"});
   ExpectSameImg({"commit", "-z", "top.vmdk"});
+}
+
+// The CID a VMDK records for itself, from qemu-img info's JSON.
+int64_t Cid(RunResult info) {
+  return nlohmann::json::parse(info.out)["format-specific"]["data"]["cid"].get<int64_t>();
+}
+
+TEST_F(CommitTest, RebaseSafeKeepsTheGuestView) {
+  MakeChain();
+  MustImg({"create", "-q", "-f", "vmdk", "other.vmdk", "8M"}, true);
+  MustIo({"-c", "write -P 0x99 0 8M", "other.vmdk"}, true);
+  // Onto the base, skipping mid: mid's data is copied up.
+  RunResult r = Img({"rebase", "-b", "base.vmdk", "-F", "vmdk", "top.vmdk"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "");
+  ExpectCompare("top.vmdk", "flat.raw");
+  ExpectClean("top.vmdk");
+  RunResult info = QImg({"info", "--output=json", "top.vmdk"});
+  EXPECT_EQ(nlohmann::json::parse(info.out)["backing-filename"], "base.vmdk") << info.out;
+  // Onto an unrelated image full of data, with progress.
+  r = Img({"rebase", "-p", "-b", "other.vmdk", "-F", "vmdk", "top.vmdk"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("(100.00/100%)"), std::string::npos) << r.out;
+  ExpectCompare("top.vmdk", "flat.raw");
+  // Flattened: no backing file left, same data.
+  r = Img({"rebase", "-b", "", "top.vmdk"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  ExpectCompare("top.vmdk", "flat.raw");
+  ExpectClean("top.vmdk");
+  info = QImg({"info", "--output=json", "top.vmdk"});
+  EXPECT_FALSE(nlohmann::json::parse(info.out).contains("backing-filename")) << info.out;
+}
+
+TEST_F(CommitTest, RebaseUnsafeRewritesHintAndParentCid) {
+  MakeChain();
+  MustImg({"create", "-q", "-f", "vmdk", "other.vmdk", "8M"}, true);
+  MustIo({"-c", "write -P 0x99 0 8M", "other.vmdk"}, true);
+  RunResult r = Img({"rebase", "-u", "-b", "other.vmdk", "-F", "vmdk", "top.vmdk"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  RunResult info = QImg({"info", "--output=json", "top.vmdk"});
+  nlohmann::json j = nlohmann::json::parse(info.out);
+  EXPECT_EQ(j["backing-filename"], "other.vmdk");
+  EXPECT_EQ(j["format-specific"]["data"]["parent-cid"].get<int64_t>(),
+            Cid(QImg({"info", "--output=json", "other.vmdk"})));
+  // QEMU reads the unallocated ranges from the new parent (CID accepted)
+  // and the image's own data as before.
+  MustIo({"-r", "-c", "read -P 0x99 5M 4k", "-c", "read -P 0x31 768k 128k", "top.vmdk"}, true);
+  // Back onto mid, unsafely: the original chain again.
+  ASSERT_EQ(Img({"rebase", "-u", "-b", "mid.vmdk", "-F", "vmdk", "top.vmdk"}).status, 0);
+  ExpectCompare("top.vmdk", "flat.raw");
+}
+
+TEST_F(CommitTest, RebaseErrors) {
+  MakeChain();
+  ExpectSameImg({"rebase", "top.vmdk"});
+  ExpectSameImg({"rebase", "-b", "base.vmdk", "-F", "vmdk", "nonexist.vmdk"});
+  ExpectSameImg({"rebase", "-b", "nonexist.vmdk", "-F", "vmdk", "top.vmdk"});
+  ExpectSameImg({"rebase", "-b", "base.vmdk", "top.vmdk"});
+  ExpectSameImg({"rebase", "-b", "base.vmdk", "-F", "vmdk"});
+  // A raw image cannot record a backing file (qemu-img's words).
+  ExpectSameImg({"rebase", "-u", "-b", "base.vmdk", "-F", "vmdk", "-f", "raw", "flat.raw"});
+  ExpectCompare("top.vmdk", "flat.raw");  // nothing changed
 }
 
 }  // namespace
