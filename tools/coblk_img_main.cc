@@ -103,6 +103,9 @@ const Subcommand kSubcommands[] = {
     {"rebase", coblk::tools::ImgRebase,
      "rebase [--image-opts] [-U] [-q] [-f fmt] [-t cache] [-T src_cache] [-p] [-u] "
      "-b backing_file [-F backing_fmt] filename"},
+    {"resize", coblk::tools::ImgResize,
+     "resize [--image-opts] [-f fmt] [--preallocation=prealloc] [-q] [--shrink] "
+     "filename [+ | -]size"},
     {"info", coblk::tools::ImgInfo,
      "info [-f fmt] [--output=ofmt] [-U] [--image-opts] filename"},
     {"map", coblk::tools::ImgMap,

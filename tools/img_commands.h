@@ -23,6 +23,7 @@ int ImgConvert(int argc, char** argv);
 int ImgCompare(int argc, char** argv);
 int ImgCommit(int argc, char** argv);
 int ImgRebase(int argc, char** argv);
+int ImgResize(int argc, char** argv);
 
 // `create -o help` / `convert -o help`: the driver's create options, sorted.
 void PrintCreateHelp(const BlockDriver& drv);
