@@ -160,6 +160,7 @@ Task<Result<std::shared_ptr<BlockNode>>> BlockGraph::open_node(Options options, 
 
   OpenContext ctx{loop_, options, read_only, filename, *this};
   ctx.probed = probed_file != nullptr;
+  ctx.no_backing = flags_.no_backing;
   if (drv->has_file_child()) {
     if (const std::string alias(drv->file_child_alias()); !alias.empty() && options.has_prefix(alias)) {
       if (options.has_prefix("file"))

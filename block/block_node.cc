@@ -77,21 +77,18 @@ bool BlockNode::grows_on_write() const {
   return driver_ && (!driver_->protocol_name().empty() || driver_->is_filter());
 }
 
-Status BlockNode::check_write_request(int64_t offset, int64_t bytes) const {
-  if (!grows_on_write()) return check_request(offset, bytes);
-  // Protocol nodes (host files) grow when a parent writes past their end,
-  // as in QEMU: formats append clusters that way.
-  COBLK_RETURN_IF_ERROR(check_request(0, 0));
-  if (offset < 0 || bytes < 0 || offset > std::numeric_limits<int64_t>::max() - bytes)
-    return check_request(offset, bytes);
-  return OkStatus();
-}
-
 void BlockNode::note_write_end(int64_t end) {
   if (grows_on_write() && end > size_) size_ = end;
 }
 
-Status BlockNode::check_request(int64_t offset, int64_t bytes) const {
+// The one bounds check of the generic layer. Every request kind goes
+// through it, so none of them can compute an aligned end that overflows:
+// offset + bytes must stay kAlignMargin below INT64_MAX (request alignments
+// are far smaller). kInside requests lie within the node; kMayGrow requests
+// (data and zero writes on nodes that grow on write) may end past it;
+// kClamped requests (block_status) may reach past the end and are cut there.
+Status BlockNode::check_request(int64_t offset, int64_t bytes, Bounds bounds) const {
+  constexpr int64_t kAlignMargin = int64_t{1} << 30;
   COBLK_RETURN_IF_ERROR(check_open());
   if (offset < 0) {
     return MakeError(EIO, "offset(" + std::to_string(offset) + ") is negative");
@@ -99,21 +96,22 @@ Status BlockNode::check_request(int64_t offset, int64_t bytes) const {
   if (bytes < 0) {
     return MakeError(EIO, "bytes(" + std::to_string(bytes) + ") is negative");
   }
-  if (offset > std::numeric_limits<int64_t>::max() - bytes) {
-    return MakeError(EIO, "offset(" + std::to_string(offset) + ") + bytes(" +
-                              std::to_string(bytes) + ") overflows");
-  }
-  // Aligning the request up must not overflow either.
-  if (offset + bytes > std::numeric_limits<int64_t>::max() - (1 << 30)) {
+  if (offset > std::numeric_limits<int64_t>::max() - kAlignMargin - bytes) {
     return MakeError(EIO, "Request out of range: offset " + std::to_string(offset) +
                               ", bytes " + std::to_string(bytes));
   }
-  if (offset + bytes > size_) {
+  if (bounds == Bounds::kInside && offset + bytes > size_) {
     return MakeError(EIO, "Request out of bounds: offset " + std::to_string(offset) +
                               ", bytes " + std::to_string(bytes) + ", size " +
                               std::to_string(size_));
   }
   return OkStatus();
+}
+
+Status BlockNode::check_write_request(int64_t offset, int64_t bytes) const {
+  // Protocol nodes (host files) grow when a parent writes past their end,
+  // as in QEMU: formats append clusters that way.
+  return check_request(offset, bytes, grows_on_write() ? Bounds::kMayGrow : Bounds::kInside);
 }
 
 Status BlockNode::check_writable() const {
@@ -163,7 +161,7 @@ Task<void> BlockNode::wait_serialising(TrackedRequest& self) {
 // ---- Reads ----
 
 Task<Status> BlockNode::preadv(int64_t offset, int64_t bytes, IoVector& qiov, uint32_t flags) {
-  COBLK_CO_RETURN_IF_ERROR(check_request(offset, bytes));
+  COBLK_CO_RETURN_IF_ERROR(check_request(offset, bytes, Bounds::kInside));
   if (qiov.size() < static_cast<size_t>(bytes)) {
     co_return MakeError(EINVAL, "I/O vector smaller than the request");
   }
@@ -185,7 +183,7 @@ Task<Status> BlockNode::preadv(int64_t offset, int64_t bytes, IoVector& qiov, ui
 }
 
 Task<Status> BlockNode::pread(int64_t offset, void* buf, int64_t bytes) {
-  COBLK_CO_RETURN_IF_ERROR(check_request(offset, bytes));
+  COBLK_CO_RETURN_IF_ERROR(check_request(offset, bytes, Bounds::kInside));
   IoVector qiov(buf, static_cast<size_t>(bytes));
   co_return co_await preadv(offset, bytes, qiov);
 }
@@ -239,17 +237,8 @@ Task<Status> BlockNode::bounce_preadv(int64_t offset, int64_t bytes, IoVector& q
 Task<Status> BlockNode::pwritev(int64_t offset, int64_t bytes, IoVector& qiov, uint32_t flags) {
   COBLK_CO_RETURN_IF_ERROR(check_writable());
   COBLK_CO_RETURN_IF_ERROR(check_write_request(offset, bytes));
-  const int64_t size_before = size_;
   Status st = co_await pwritev_checked(offset, bytes, qiov, flags);
-  if (!st) co_return st;
-  note_write_end(offset + bytes);
-  // A read-modify-write at the end of a growing file writes whole aligned
-  // blocks; cut the padding off again so the file ends where the data does
-  // (formats such as streamOptimized VMDK find their footer from the end).
-  const int64_t align = limits_.request_alignment;
-  const int64_t end = offset + bytes;
-  if (grows_on_write() && end % align != 0 && RoundUp(end, align) > std::max(size_before, end))
-    st = co_await co_truncate(std::max(size_before, end), true, PreallocMode::kOff);
+  if (st) note_write_end(offset + bytes);
   co_return st;
 }
 
@@ -284,17 +273,45 @@ Task<Status> BlockNode::pwrite(int64_t offset, const void* buf, int64_t bytes, u
   co_return co_await pwritev(offset, bytes, qiov, flags);
 }
 
+// data_end, when inside (offset, offset + bytes), marks the end of the
+// caller's data in a padded write on a node that grows: the piece holding it
+// goes to co_pwritev_padded so the driver can cut the padding off again.
 Task<Status> BlockNode::aligned_pwritev(int64_t offset, int64_t bytes, IoVector& qiov,
-                                        uint32_t flags) {
+                                        uint32_t flags, int64_t data_end) {
   const int64_t max_xfer = max_transfer_bytes();
-  if (bytes <= max_xfer) co_return co_await co_pwritev(offset, bytes, qiov, flags);
+  if (bytes <= max_xfer) co_return co_await driver_pwritev(offset, bytes, qiov, flags, data_end);
   for (int64_t done = 0; done < bytes;) {
     const int64_t num = std::min(bytes - done, max_xfer);
     IoVector part = qiov.slice(static_cast<size_t>(done), static_cast<size_t>(num));
-    COBLK_CO_RETURN_IF_ERROR(co_await co_pwritev(offset + done, num, part, flags));
+    COBLK_CO_RETURN_IF_ERROR(co_await driver_pwritev(offset + done, num, part, flags, data_end));
     done += num;
   }
   co_return OkStatus();
+}
+
+// FUA, as QEMU's bdrv_driver_pwritev: a driver that does not declare the
+// flag in supported_write_flags (supported_zero_flags for write_zeroes)
+// gets the request without it, and the node is flushed after the request,
+// so the data is durable when the request returns.
+Task<Status> BlockNode::driver_pwritev(int64_t offset, int64_t bytes, IoVector& qiov,
+                                       uint32_t flags, int64_t data_end) {
+  const bool emulate_fua = (flags & kReqFua) && !(supported_write_flags_ & kReqFua);
+  if (emulate_fua) flags &= ~static_cast<uint32_t>(kReqFua);
+  Status st;
+  if (data_end > offset && data_end < offset + bytes)
+    st = co_await co_pwritev_padded(offset, bytes, qiov, flags, data_end);
+  else
+    st = co_await co_pwritev(offset, bytes, qiov, flags);
+  if (st && emulate_fua) st = co_await co_flush();
+  co_return st;
+}
+
+Task<Status> BlockNode::driver_pwrite_zeroes(int64_t offset, int64_t bytes, uint32_t flags) {
+  const bool emulate_fua = (flags & kReqFua) && !(supported_zero_flags_ & kReqFua);
+  if (emulate_fua) flags &= ~static_cast<uint32_t>(kReqFua);
+  Status st = co_await co_pwrite_zeroes(offset, bytes, flags);
+  if (st && emulate_fua) st = co_await co_flush();
+  co_return st;
 }
 
 // Writes through an aligned buffer; partial blocks at either end of the
@@ -324,7 +341,10 @@ Task<Status> BlockNode::bounce_pwritev(int64_t offset, int64_t bytes, const IoVe
     qiov.copy_to(static_cast<size_t>(lo - offset), buf.data() + (lo - pos),
                  static_cast<size_t>(hi - lo));
     IoVector biov = buf.iov(0, static_cast<size_t>(n));
-    COBLK_CO_RETURN_IF_ERROR(co_await aligned_pwritev(pos, n, biov, flags));
+    // On a growing node the zero padding after the data may lie past the
+    // end: the driver is told where the data ends (see co_pwritev_padded).
+    const int64_t data_end = tail_partial && grows_on_write() ? offset + bytes : 0;
+    COBLK_CO_RETURN_IF_ERROR(co_await aligned_pwritev(pos, n, biov, flags, data_end));
     pos += n;
   }
   co_return OkStatus();
@@ -332,7 +352,7 @@ Task<Status> BlockNode::bounce_pwritev(int64_t offset, int64_t bytes, const IoVe
 
 Task<Status> BlockNode::pwritev_compressed(int64_t offset, int64_t bytes, IoVector& qiov) {
   COBLK_CO_RETURN_IF_ERROR(check_writable());
-  COBLK_CO_RETURN_IF_ERROR(check_request(offset, bytes));
+  COBLK_CO_RETURN_IF_ERROR(check_request(offset, bytes, Bounds::kInside));
   if (qiov.size() < static_cast<size_t>(bytes)) {
     co_return MakeError(EINVAL, "I/O vector smaller than the request");
   }
@@ -346,8 +366,14 @@ Task<Status> BlockNode::pwritev_compressed(int64_t offset, int64_t bytes, IoVect
 
 Task<Status> BlockNode::pwrite_zeroes(int64_t offset, int64_t bytes, uint32_t flags) {
   COBLK_CO_RETURN_IF_ERROR(check_writable());
-  COBLK_CO_RETURN_IF_ERROR(check_request(offset, bytes));
+  COBLK_CO_RETURN_IF_ERROR(check_write_request(offset, bytes));
   if (bytes == 0) co_return OkStatus();
+  Status st = co_await pwrite_zeroes_checked(offset, bytes, flags);
+  if (st) note_write_end(offset + bytes);
+  co_return st;
+}
+
+Task<Status> BlockNode::pwrite_zeroes_checked(int64_t offset, int64_t bytes, uint32_t flags) {
   flags &= ~static_cast<uint32_t>(kReqZeroWrite);
   const int64_t align = limits_.request_alignment;
   const int64_t end = offset + bytes;
@@ -405,7 +431,7 @@ Task<Status> BlockNode::do_pwrite_zeroes(int64_t offset, int64_t bytes, uint32_t
       num -= tail;
     }
     num = std::min(num, max_zero);
-    Status s = co_await co_pwrite_zeroes(offset, num, flags);
+    Status s = co_await driver_pwrite_zeroes(offset, num, flags);
     if (!s && s.error().errnum() == ENOTSUP) {
       if (flags & kReqNoFallback) co_return s;
       s = co_await zeroes_fallback(offset, num, flags);
@@ -436,7 +462,7 @@ Task<Status> BlockNode::zeroes_fallback(int64_t offset, int64_t bytes, uint32_t 
 
 Task<Status> BlockNode::pdiscard(int64_t offset, int64_t bytes) {
   COBLK_CO_RETURN_IF_ERROR(check_writable());
-  COBLK_CO_RETURN_IF_ERROR(check_request(offset, bytes));
+  COBLK_CO_RETURN_IF_ERROR(check_request(offset, bytes, Bounds::kInside));
   // Discard is advisory: partial blocks at either end are simply kept.
   const int64_t align = std::max<int64_t>(static_cast<int64_t>(limits_.pdiscard_alignment),
                                           limits_.request_alignment);
@@ -461,6 +487,7 @@ Task<Status> BlockNode::flush() {
 Task<Status> BlockNode::truncate(int64_t size, bool exact, PreallocMode prealloc) {
   COBLK_CO_RETURN_IF_ERROR(check_writable());
   if (size < 0) co_return MakeError(EINVAL, "Image size cannot be negative");
+  COBLK_CO_RETURN_IF_ERROR(check_request(size, 0, Bounds::kMayGrow));
   const int64_t old_size = size_;
   // Serialise against every request touching the changed tail.
   const int64_t from = std::min(old_size, size);
@@ -488,11 +515,7 @@ Task<void> BlockNode::close() {
 
 Task<Result<BlockStatus>> BlockNode::block_status(bool want_zero, int64_t offset,
                                                   int64_t bytes) {
-  COBLK_CO_RETURN_IF_ERROR(check_open());
-  if (offset < 0 || bytes < 0) {
-    co_return MakeError(EIO, "Invalid block status request: offset " + std::to_string(offset) +
-                                 ", bytes " + std::to_string(bytes));
-  }
+  COBLK_CO_RETURN_IF_ERROR(check_request(offset, bytes, Bounds::kClamped));
   co_return co_await block_status_recursive(want_zero, offset, bytes);
 }
 
@@ -677,6 +700,11 @@ int64_t BlockNode::allocated_file_size() {
 Task<Status> BlockNode::co_pwritev(int64_t, int64_t, IoVector&, uint32_t) {
   co_return MakeError(ENOTSUP, "Block driver '" + DriverName(driver_) +
                                    "' does not support writing");
+}
+
+Task<Status> BlockNode::co_pwritev_padded(int64_t offset, int64_t bytes, IoVector& qiov,
+                                           uint32_t flags, int64_t) {
+  return co_pwritev(offset, bytes, qiov, flags);
 }
 
 Task<Status> BlockNode::co_pwritev_compressed(int64_t, int64_t, IoVector&) {

@@ -103,6 +103,13 @@ class BlockNode : public std::enable_shared_from_this<BlockNode> {
   // "file" child and takes its size and filename.
   void attach_file(std::shared_ptr<BlockNode> file, bool read_only);
   void set_size(int64_t size) { size_ = size; }
+  // Request flags the driver honours itself (QEMU's supported_write_flags
+  // and supported_zero_flags); for kReqFua the generic layer flushes after
+  // the request where the driver does not declare it. Set in open.
+  void set_supported_flags(uint32_t write_flags, uint32_t zero_flags) {
+    supported_write_flags_ = write_flags;
+    supported_zero_flags_ = zero_flags;
+  }
   void set_read_only(bool ro) { read_only_ = ro; }
   void set_filename(std::string f) { filename_ = std::move(f); }
   void set_node_name(std::string n) { node_name_ = std::move(n); }
@@ -118,6 +125,15 @@ class BlockNode : public std::enable_shared_from_this<BlockNode> {
   // ---- Driver interface (override what the format supports) ----
   virtual Task<Status> co_preadv(int64_t offset, int64_t bytes, IoVector& qiov, uint32_t flags) = 0;
   virtual Task<Status> co_pwritev(int64_t offset, int64_t bytes, IoVector& qiov, uint32_t flags);
+  // Only on nodes that grow on write (protocol drivers, filters): an aligned
+  // write whose caller's data ends at data_end (offset < data_end <
+  // offset + bytes); the rest of the last block is padding the alignment
+  // forced, zeroes where it lies past the old end. A driver that grows
+  // should leave the node ending at data_end, not at the padded end,
+  // without ever cutting off data that a concurrent write extended. The
+  // default writes the whole blocks (the node then ends at the padded end).
+  virtual Task<Status> co_pwritev_padded(int64_t offset, int64_t bytes, IoVector& qiov,
+                                         uint32_t flags, int64_t data_end);
   virtual Task<Status> co_pwritev_compressed(int64_t offset, int64_t bytes, IoVector& qiov);
   // Return ENOTSUP to let the generic layer write a zeroed buffer instead.
   virtual Task<Status> co_pwrite_zeroes(int64_t offset, int64_t bytes, uint32_t flags);
@@ -151,19 +167,27 @@ class BlockNode : public std::enable_shared_from_this<BlockNode> {
   class RequestScope;
 
   Task<Status> aligned_preadv(int64_t offset, int64_t bytes, IoVector& qiov, uint32_t flags);
-  Task<Status> aligned_pwritev(int64_t offset, int64_t bytes, IoVector& qiov, uint32_t flags);
+  Task<Status> aligned_pwritev(int64_t offset, int64_t bytes, IoVector& qiov, uint32_t flags,
+                               int64_t data_end = 0);
   // Unaligned or memory-misaligned requests, through a bounce buffer.
   Task<Status> bounce_preadv(int64_t offset, int64_t bytes, IoVector& qiov, uint32_t flags);
   Task<Status> bounce_pwritev(int64_t offset, int64_t bytes, const IoVector& qiov, uint32_t flags);
   // Aligned write_zeroes: driver first, zeroed buffer on ENOTSUP.
+  // The driver calls, with FUA emulated where the driver does not honour it.
+  Task<Status> driver_pwritev(int64_t offset, int64_t bytes, IoVector& qiov, uint32_t flags,
+                              int64_t data_end);
+  Task<Status> driver_pwrite_zeroes(int64_t offset, int64_t bytes, uint32_t flags);
+  Task<Status> pwrite_zeroes_checked(int64_t offset, int64_t bytes, uint32_t flags);
   Task<Status> do_pwrite_zeroes(int64_t offset, int64_t bytes, uint32_t flags);
   Task<Status> zeroes_fallback(int64_t offset, int64_t bytes, uint32_t flags);
   // Zeroes a partial-block range as data (read-modify-write).
   Task<Status> write_zero_buffer(int64_t offset, int64_t bytes, uint32_t flags);
   Task<void> wait_serialising(TrackedRequest& self);
-  Status check_request(int64_t offset, int64_t bytes) const;
-  // Writes may extend protocol nodes past their end (QEMU's behaviour for a
-  // format writing new clusters at the end of its file).
+  enum class Bounds { kInside, kMayGrow, kClamped };
+  Status check_request(int64_t offset, int64_t bytes, Bounds bounds) const;
+  // Writes (data and zeroes) may extend protocol nodes past their end
+  // (QEMU's behaviour for a format writing new clusters at the end of its
+  // file).
   bool grows_on_write() const;
   Status check_write_request(int64_t offset, int64_t bytes) const;
   void note_write_end(int64_t end);
@@ -179,6 +203,8 @@ class BlockNode : public std::enable_shared_from_this<BlockNode> {
   int64_t size_ = 0;
   bool read_only_ = false;
   bool closed_ = false;
+  uint32_t supported_write_flags_ = 0;
+  uint32_t supported_zero_flags_ = 0;
   std::string filename_;
   std::string node_name_;
   BlockLimits limits_;

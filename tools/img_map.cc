@@ -147,7 +147,10 @@ int ImgMap(int argc, char** argv) {
   curr.start = extra.start_offset;
   while (curr.start + curr.length < length) {
     const int64_t offset = curr.start + curr.length;
-    const int64_t n = std::min<int64_t>(int64_t{1} << 30, length - offset);  // as qemu-img
+    // qemu-img probes 1 GiB at a time; asking for the rest of the disk
+    // prints the same (merged) entries, and a disk of exabytes of ZERO
+    // extents or table-less directory entries takes a few calls, not 2^33.
+    const int64_t n = length - offset;
     Result<MapEntry> next = sync_wait(*img->loop, GetBlockStatus(root, offset, n));
     if (!next) {
       fail();

@@ -112,6 +112,7 @@ Status FileNode::OpenFd(bool read_only) {
   // QEMU counts a node's length in 512-byte sectors: a 31-byte file is a
   // 512-byte image whose tail reads as zeros (short reads are zero-filled).
   set_size(RoundUpToSector(len));
+  written_end_ = len;
   align_ = ProbeDirectAlignment(fd_, config_.direct);
   return OkStatus();
 }
@@ -148,6 +149,20 @@ Task<Status> FileNode::co_preadv(int64_t offset, int64_t bytes, IoVector& qiov, 
 }
 
 Task<Status> FileNode::co_pwritev(int64_t offset, int64_t bytes, IoVector& qiov, uint32_t flags) {
+  co_return co_await WriteData(offset, bytes, qiov, flags, offset + bytes);
+}
+
+Task<Status> FileNode::co_pwritev_padded(int64_t offset, int64_t bytes, IoVector& qiov,
+                                         uint32_t flags, int64_t data_end) {
+  Status st = co_await WriteData(offset, bytes, qiov, flags, data_end);
+  if (st && offset + bytes > written_end_) st = co_await TrimPadding();
+  co_return st;
+}
+
+Task<Status> FileNode::WriteData(int64_t offset, int64_t bytes, IoVector& qiov, uint32_t flags,
+                                 int64_t data_end) {
+  const bool extending = offset + bytes > written_end_;
+  if (extending) co_await grow_lock_.lock_shared();
   Status st;
   if (static_cast<int64_t>(qiov.size()) == bytes) {
     st = co_await Rw(true, offset, qiov);
@@ -155,9 +170,29 @@ Task<Status> FileNode::co_pwritev(int64_t offset, int64_t bytes, IoVector& qiov,
     IoVector part = qiov.slice(0, static_cast<size_t>(bytes));
     st = co_await Rw(true, offset, part);
   }
+  if (st) written_end_ = std::max(written_end_, data_end);
+  if (extending) grow_lock_.unlock_shared();
   // FUA without O_DSYNC: make this write stable before reporting it.
   if (st && (flags & kReqFua) && !config_.dsync && !config_.no_flush) st = co_await Fdatasync();
   co_return st;
+}
+
+// Cuts the file back to written_end_ once no extending write is in flight
+// (see grow_lock_ in file_node.h).
+Task<Status> FileNode::TrimPadding() {
+  if (!is_regular_) co_return OkStatus();  // a device does not grow
+  co_await grow_lock_.lock();
+  const int fd = fd_;
+  const int64_t target = written_end_;
+  auto job = [fd, target] {
+    const int64_t len = FileLength(fd);
+    if (len < 0) return static_cast<int>(len);
+    if (len <= target) return 0;
+    return ::ftruncate(fd, target) < 0 ? -errno : 0;
+  };
+  int r = co_await default_thread_pool().run(job);
+  grow_lock_.unlock();
+  co_return FromErrno(r, "file: could not cut the padding after the end of the data");
 }
 
 Task<Status> FileNode::Rw(bool write, int64_t offset, IoVector& qiov) {
@@ -248,8 +283,16 @@ int FileNode::ZeroRangeBlocking(int64_t offset, int64_t bytes) {
 
 Task<Status> FileNode::co_pwrite_zeroes(int64_t offset, int64_t bytes, uint32_t flags) {
   if (fd_ < 0) co_return MakeError(EBADF, "file: I/O on a closed node");
+  // Past the end, zeroes must extend the file: a punched hole would not.
+  const bool extending = offset + bytes > written_end_;
+  if (extending) {
+    flags &= ~static_cast<uint32_t>(kReqMayUnmap);
+    co_await grow_lock_.lock_shared();
+  }
   auto job = [this, offset, bytes, flags] { return WriteZeroesBlocking(offset, bytes, flags); };
   int r = co_await default_thread_pool().run(job);
+  if (r == 0) written_end_ = std::max(written_end_, offset + bytes);
+  if (extending) grow_lock_.unlock_shared();
   // ENOTSUP: the generic layer writes a zeroed buffer instead.
   if (r == -ENOTSUP) co_return MakeError(ENOTSUP, "file: efficient write zeroes not supported");
   co_return FromErrno(r, "file: write zeroes failed");
@@ -286,6 +329,7 @@ Task<Status> FileNode::co_truncate(int64_t size, bool exact, PreallocMode preall
   int r = co_await default_thread_pool().run(job);
   if (r < 0) co_return ErrnoError("Could not resize file", -r);
   set_size(RoundUpToSector(size));
+  written_end_ = size;
   co_return OkStatus();
 }
 

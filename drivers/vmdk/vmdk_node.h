@@ -80,6 +80,8 @@ class VmdkNode final : public BlockNode {
   // QEMU's vmdk_write_cid: a new CID once per open, before the first write.
   Task<Status> update_cid_once();
   Task<Status> zero_grain(Extent& e, uint64_t in_extent);
+  // check: a compressed grain's entry names a grain marker of its own sector.
+  Task<Status> check_grain_marker(Extent& e, uint64_t in_extent, uint64_t at);
 
   std::vector<std::unique_ptr<Extent>> extents_;
   bool cid_checked_ = false;

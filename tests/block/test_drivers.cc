@@ -24,7 +24,7 @@ void TestMemNode::fill(int64_t offset, int64_t bytes, uint8_t byte) {
 void TestMemNode::record(char op, int64_t offset, int64_t bytes, uint32_t flags,
                          const IoVector* qiov) {
   reqs.push_back({op, offset, bytes, flags});
-  if (offset % align || bytes % align || bytes <= 0) violation = true;
+  if (op != 'f' && (offset % align || bytes % align || bytes <= 0)) violation = true;
   if (qiov && !qiov->is_aligned(mem_align)) violation = true;
   if (qiov && max_transfer && static_cast<uint64_t>(bytes) > max_transfer) violation = true;
   if (offset + bytes > (size() + align - 1) / align * align) violation = true;
@@ -125,6 +125,11 @@ BlockLimits TestMemNode::driver_limits() {
   return l;
 }
 
+Task<Status> TestMemNode::co_flush() {
+  record('f', 0, 0, 0, nullptr);
+  co_return co_await BlockNode::co_flush();
+}
+
 Task<void> TestMemNode::co_close() {
   closed = true;
   co_return;
@@ -147,8 +152,10 @@ Status Configure(TestMemNode& n, Options& o) {
   auto zeroes = o.get_bool("zeroes", true);
   auto discard = o.get_bool("discard", false);
   auto delay = o.get_int("delay_us", 0);
+  auto fua = o.get_bool("fua", false);
   for (const Status& s : {Check(size), Check(align), Check(mem_align), Check(zero_align),
-                          Check(max_transfer), Check(zeroes), Check(discard), Check(delay)}) {
+                          Check(max_transfer), Check(zeroes), Check(discard), Check(delay),
+                          Check(fua)}) {
     COBLK_RETURN_IF_ERROR(s);
   }
   n.set_size(static_cast<int64_t>(*size));
@@ -161,6 +168,9 @@ Status Configure(TestMemNode& n, Options& o) {
   n.zeroes = *zeroes;
   n.discard = *discard;
   n.delay = std::chrono::microseconds(*delay);
+  // fua=on: the node claims to honour FUA itself (it records the flag).
+  if (*fua) n.set_supported_flags(kReqFua, kReqFua | kReqMayUnmap | kReqNoFallback);
+  else n.set_supported_flags(0, kReqMayUnmap | kReqNoFallback);
   return OkStatus();
 }
 

@@ -20,7 +20,7 @@
 namespace coblk::test {
 
 struct Req {
-  char op;  // 'r'ead, 'w'rite, 'z'eroes, 'd'iscard
+  char op;  // 'r'ead, 'w'rite, 'z'eroes, 'd'iscard, 'f'lush
   int64_t offset;
   int64_t bytes;
   uint32_t flags;
@@ -58,6 +58,7 @@ class TestMemNode : public BlockNode {
   Task<Status> co_pdiscard(int64_t offset, int64_t bytes) override;
   Task<Result<BlockStatus>> co_block_status(bool want_zero, int64_t offset,
                                             int64_t bytes) override;
+  Task<Status> co_flush() override;
   BlockLimits driver_limits() override;
   Task<void> co_close() override;
 
