@@ -802,6 +802,11 @@ Task<Result<BlockStatus>> BlockNode::co_block_status(bool, int64_t, int64_t byte
   co_return BlockStatus{kStatusData | kStatusAllocated, bytes, 0, nullptr};
 }
 
+Task<Status> BlockNode::co_change_backing_file(const std::string&, const std::string&,
+                                               BlockNode*) {
+  co_return MakeError(ENOTSUP, "Operation not supported");
+}
+
 Task<Result<CheckResult>> BlockNode::co_check(bool) {
   co_return MakeError(ENOTSUP, "This image format does not support checks");
 }

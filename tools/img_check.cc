@@ -10,6 +10,7 @@
 
 #include "coroutine/sync_wait.h"
 #include "tools/img_commands.h"
+#include "tools/info_dump.h"
 
 namespace coblk::tools {
 
@@ -56,8 +57,33 @@ void PrintCheck(const CheckResult& r, bool quiet) {
 
 }  // namespace
 
+// qemu-img's ImageCheck in JSON: optional members only when non-zero; the
+// cluster statistics only when the driver computes them all (see PrintCheck).
+nlohmann::ordered_json CheckJson(const CheckResult& r, const std::string& filename,
+                                 const std::string& format) {
+  nlohmann::ordered_json j;
+  j["filename"] = filename;
+  j["format"] = format;
+  j["check-errors"] = r.check_errors;
+  auto optional = [&](const char* key, int64_t v) {
+    if (v != 0) j[key] = v;
+  };
+  optional("image-end-offset", r.image_end_offset);
+  optional("corruptions", r.corruptions);
+  optional("leaks", r.leaks);
+  optional("corruptions-fixed", r.corruptions_fixed);
+  optional("leaks-fixed", r.leaks_fixed);
+  if (HasClusterStats(r)) {
+    optional("total-clusters", r.total_clusters);
+    optional("allocated-clusters", r.allocated_clusters);
+    optional("fragmented-clusters", r.fragmented_clusters);
+    optional("compressed-clusters", r.compressed_clusters);
+  }
+  return j;
+}
+
 int ImgCheck(int argc, char** argv) {
-  enum { kOutput = 256, kImageOpts };
+  enum { kOutput = 256, kImageOpts, kObject };
   static const option kLong[] = {
       {"help", no_argument, nullptr, 'h'},
       {"format", required_argument, nullptr, 'f'},
@@ -65,43 +91,41 @@ int ImgCheck(int argc, char** argv) {
       {"output", required_argument, nullptr, kOutput},
       {"image-opts", no_argument, nullptr, kImageOpts},
       {"force-share", no_argument, nullptr, 'U'},
+      {"object", required_argument, nullptr, kObject},
       {nullptr, 0, nullptr, 0},
   };
   ImageSpec spec;
   spec.read_only = true;
   bool fix = false, quiet = false;
+  std::string output = "human";
   optind = 0;
-  for (int c; (c = getopt_long(argc, argv, "+f:hr:qU", kLong, nullptr)) != -1;) {
+  for (int c; (c = getopt_long(argc, argv, ":hf:r:T:qU", kLong, nullptr)) != -1;) {
     switch (c) {
+      case 'h': return ImgHelp();
       case 'f': spec.format = optarg; break;
       case 'r':
         if (std::strcmp(optarg, "leaks") && std::strcmp(optarg, "all")) {
-          ImgError("Unknown option value for -r (expecting 'leaks' or 'all'): %s", optarg);
-          return 1;
+          return ImgErrorExit("Unknown option value for -r (expecting 'leaks' or 'all'): %s",
+                              optarg);
         }
         fix = true;  // coblk's check has one repair level
         spec.read_only = false;
         break;
+      case 'T': spec.cache = optarg; break;
       case 'q': quiet = true; break;
       case 'U': spec.force_share = true; break;
-      case kOutput:
-        if (std::strcmp(optarg, "human")) {
-          ImgError("--output must be used with human as argument.");
-          return 1;
-        }
-        break;
+      case kOutput: output = optarg; break;
       case kImageOpts: spec.image_opts = true; break;
-      case 'h':
-      default:
-        std::fprintf(stderr, "usage: coblk-img check [-f fmt] [-r [leaks | all]] [-q] [-U] "
-                             "[--image-opts] filename\n");
-        return 1;
+      case kObject: return ImgErrorExit("--object is not supported by coblk-img");
+      default: return ImgBadOption(c, argv);
     }
   }
-  if (optind != argc - 1) {
-    ImgError("Expecting one image file name");
+  if (optind != argc - 1) return ImgErrorExit("Expecting one image file name");
+  if (output != "human" && output != "json") {
+    ImgError("--output must be used with human or json as argument.");
     return 1;
   }
+  const bool json = output == "json";
   spec.filename = argv[optind];
   auto img = ImgOpen(spec);
   if (!img) return 1;
@@ -117,7 +141,7 @@ int ImgCheck(int argc, char** argv) {
   }
   for (const std::string& m : r->messages) std::fprintf(stderr, "%s\n", m.c_str());
   if (r->corruptions_fixed || r->leaks_fixed) {
-    if (!quiet) {
+    if (!quiet && !json) {
       std::printf("The following inconsistencies were found and repaired:\n\n"
                   "    %" PRId64 " leaked clusters\n"
                   "    %" PRId64 " corruptions\n\n"
@@ -130,10 +154,24 @@ int ImgCheck(int argc, char** argv) {
       return 1;
     }
     for (const std::string& m : again->messages) std::fprintf(stderr, "%s\n", m.c_str());
+    again->corruptions_fixed = r->corruptions_fixed;
+    again->leaks_fixed = r->leaks_fixed;
     r = std::move(again);
   }
-  PrintCheck(*r, quiet);
-  if (r->check_errors) return 3;
+  if (json) {
+    if (!quiet) {
+      std::printf("%s\n", JsonPretty(CheckJson(*r, spec.filename,
+                                               std::string(node.driver()->format_name())))
+                               .c_str());
+    }
+  } else {
+    PrintCheck(*r, quiet);
+  }
+  // qemu-img: internal errors during the check mean it did not complete.
+  if (r->check_errors) {
+    ImgError("Check failed");
+    return 1;
+  }
   if (r->corruptions) return 2;
   if (r->leaks) return 3;
   return 0;

@@ -21,15 +21,27 @@ int ImgCheck(int argc, char** argv);
 int ImgBench(int argc, char** argv);
 int ImgConvert(int argc, char** argv);
 int ImgCompare(int argc, char** argv);
+int ImgCommit(int argc, char** argv);
+int ImgRebase(int argc, char** argv);
+int ImgResize(int argc, char** argv);
 
 // `create -o help` / `convert -o help`: the driver's create options, sorted.
 void PrintCreateHelp(const BlockDriver& drv);
 
 // Parses "[-f fmt] [--output=human|json] [-U] [--image-opts] filename", the
-// arguments info and map share, into a read-only spec. Prints usage or the
-// error and returns false on bad arguments.
-bool ParseImageQueryArgs(int argc, char** argv, const char* usage, ImageSpec* spec,
-                         std::string* output);
+// arguments info and map share, into a read-only spec, plus info's
+// --backing-chain and map's --start-offset / --max-length where `extra`
+// allows them. Prints the error as qemu-img does and returns 1 on bad
+// arguments, 0 after -h/--help (help printed), -1 to go on.
+struct QueryExtras {
+  bool allow_backing_chain = false;
+  bool allow_range = false;
+  bool backing_chain = false;
+  int64_t start_offset = 0;
+  int64_t max_length = -1;  // -1: to the end
+};
+int ParseImageQueryArgs(int argc, char** argv, ImageSpec* spec, std::string* output,
+                        QueryExtras* extra);
 
 // "coblk-img: <message>" on stderr, like qemu-img's error_report.
 void ImgError(const char* fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -466,17 +466,8 @@ int ImgConvert(int argc, char** argv) {
               -1;) {
     switch (c) {
       case ':':
-        ImgError("option '%s' requires an argument", argv[optind - 1]);
-        return TryHelp();
-      case '?':
-        ImgError("unrecognized option '%s'", argv[optind - 1]);
-        return TryHelp();
-      case 'h':
-        std::printf("usage: coblk-img convert [-c] [-f fmt] [-n] [-O output_fmt] [-o options] "
-                    "[-p] [-q] [-m num_coroutines] [-W] [-S sparse_size] [-t cache] "
-                    "[-T src_cache] [-B backing_file [-F backing_fmt]] [-U] [--image-opts] "
-                    "[--target-is-zero] filename [filename2 [...]] output_filename\n");
-        return 0;
+      case '?': return ImgBadOption(c, argv);
+      case 'h': return ImgHelp();
       case 'f': fmt = optarg; break;
       case 'O': out_fmt = optarg; break;
       case 'B': out_baseimg = optarg; break;

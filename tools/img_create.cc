@@ -99,7 +99,11 @@ int ImgCreate(int argc, char** argv) {
   std::string fmt = "raw", backing, backing_fmt, options;
   bool quiet = false, unsafe = false;
   optind = 0;
-  for (int c; (c = getopt(argc, argv, "+F:b:f:o:qu")) != -1;) {
+  static const option kLong[] = {
+      {"help", no_argument, nullptr, 'h'},
+      {nullptr, 0, nullptr, 0},
+  };
+  for (int c; (c = getopt_long(argc, argv, ":F:b:f:ho:qu", kLong, nullptr)) != -1;) {
     switch (c) {
       case 'F': backing_fmt = optarg; break;
       case 'b': backing = optarg; break;
@@ -110,7 +114,8 @@ int ImgCreate(int argc, char** argv) {
         break;
       case 'q': quiet = true; break;
       case 'u': unsafe = true; break;  // do not open the backing file (given a size)
-      default: return 1;
+      case 'h': return ImgHelp();
+      default: return ImgBadOption(c, argv);
     }
   }
   const BlockDriver* drv = FindFormatDriver(fmt);
@@ -124,10 +129,7 @@ int ImgCreate(int argc, char** argv) {
     PrintCreateHelp(*drv);
     return 0;
   }
-  if (optind >= argc) {
-    ImgError("Expecting image file name");
-    return 1;
-  }
+  if (optind >= argc) return ImgErrorExit("Expecting image file name");
   const std::string filename = argv[optind++];
   if (!drv) {
     ImgError("%s: Unknown file format '%s'", filename.c_str(), fmt.c_str());
@@ -147,10 +149,7 @@ int ImgCreate(int argc, char** argv) {
     }
     opts->set("size", std::to_string(*size));
   }
-  if (optind < argc) {
-    ImgError("Unexpected argument: %s", argv[optind]);
-    return 1;
-  }
+  if (optind < argc) return ImgErrorExit("Unexpected argument: %s", argv[optind]);
   // Like qemu-img, options are checked against the driver's list before
   // anything is printed or created.
   if (!drv->create_options().empty()) {

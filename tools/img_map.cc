@@ -118,16 +118,18 @@ bool DumpEntry(bool json, const MapEntry& e, MapEntry* next) {
 int ImgMap(int argc, char** argv) {
   ImageSpec spec;
   std::string output;
-  if (!ParseImageQueryArgs(argc, argv,
-                           "usage: coblk-img map [-f fmt] [--output=ofmt] [-U] "
-                           "[--image-opts] filename\n",
-                           &spec, &output))
-    return 1;
+  QueryExtras extra;
+  extra.allow_range = true;
+  if (int r = ParseImageQueryArgs(argc, argv, &spec, &output, &extra); r >= 0) return r;
   auto img = ImgOpen(spec);
   if (!img) return 1;
   const bool json = output == "json";
   BlockNode* root = &img->blk->node();
-  const int64_t length = root->size();
+  int64_t length = root->size();
+  if (extra.max_length != -1) {
+    length = std::min(extra.start_offset + std::min(extra.max_length, INT64_MAX - extra.start_offset),
+                      length);
+  }
 
   g_out.clear();
   if (json) {
@@ -142,6 +144,7 @@ int ImgMap(int argc, char** argv) {
     return 1;
   };
   MapEntry curr;
+  curr.start = extra.start_offset;
   while (curr.start + curr.length < length) {
     const int64_t offset = curr.start + curr.length;
     // qemu-img probes 1 GiB at a time; asking for the rest of the disk

@@ -51,6 +51,9 @@ class VmdkNode final : public BlockNode {
   Task<Status> co_close() override;
   Task<Result<CheckResult>> co_check(bool fix) override;
   BlockLimits driver_limits() override;
+  // vmdk_rebase.cc: parentFileNameHint and parentCID rewritten.
+  Task<Status> co_change_backing_file(const std::string& name, const std::string& format,
+                                      BlockNode* new_backing) override;
 
  private:
   // The extent holding virtual offset `offset` (< size()).

@@ -162,5 +162,57 @@ TEST_F(QemuParityTest, ReadmePluginExampleRunsAsPasted) {
   EXPECT_NE(r.out.find("wrote 4096/4096 bytes at offset 0"), std::string::npos) << r.out;
 }
 
+// The subcommands `coblk-img --help` lists ("  name [options] ...").
+std::vector<std::string> ImgSubcommands(const std::string& help) {
+  std::vector<std::string> names;
+  bool in_syntax = false;
+  for (const std::string& line : Lines(help)) {
+    if (line == "Command syntax:") {
+      in_syntax = true;
+      continue;
+    }
+    if (in_syntax && line.empty()) break;
+    if (in_syntax && line.starts_with("  ")) names.push_back(line.substr(2, line.find(' ', 2) - 2));
+  }
+  return names;
+}
+
+// --help for every subcommand exits 0 with the usage, --version, and
+// qemu-img's error style: "coblk-img: ..." plus the "Try --help" hint.
+TEST_F(QemuParityTest, HelpVersionAndOptionErrors) {
+  RunResult help = Img({"--help"});
+  ASSERT_EQ(help.status, 0);
+  std::vector<std::string> commands = ImgSubcommands(help.out);
+  ASSERT_GE(commands.size(), 7u) << help.out;
+  for (const std::string& cmd : commands) {
+    for (const char* flag : {"--help", "-h"}) {
+      RunResult r = Img({cmd, flag});
+      EXPECT_EQ(r.status, 0) << cmd << " " << flag << r.err;
+      EXPECT_NE(r.out.find("  " + cmd + " ["), std::string::npos) << cmd << r.out;
+      EXPECT_EQ(r.err, "");
+    }
+    // Same answers as qemu-img for an unknown option and a missing file.
+    ExpectSameImg({cmd, "-z", "x.img"});
+    ExpectSameImg({cmd, "--no-such-option", "x.img"});
+  }
+  for (const char* flag : {"--version", "-V"}) {
+    RunResult r = Img({flag});
+    EXPECT_EQ(r.status, 0);
+    EXPECT_TRUE(r.out.starts_with("coblk-img version ")) << r.out;
+  }
+  ExpectSameImg({});
+  ExpectSameImg({"no-such-command"});
+  ExpectSameImg({"info"});
+  ExpectSameImg({"info", "a", "b"});
+  ExpectSameImg({"map", "-f"});
+  ExpectSameImg({"check", "--output"});
+  ExpectSameImg({"create", "-f"});
+  ExpectSameImg({"create", "-f", "raw", "x.img", "1M", "extra"});
+  ExpectSameImg({"create"});
+  ExpectSameImg({"convert", "-O"});
+  ExpectSameImg({"bench", "-c"});
+  ExpectSameImg({"bench"});
+}
+
 }  // namespace
 }  // namespace coblk::testing
