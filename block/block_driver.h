@@ -3,7 +3,8 @@
 // Drivers register once through RegisterBlockDriver(), the single entry
 // point used both by built-in drivers (from a static initialiser, see
 // COBLK_REGISTER_BLOCK_DRIVER) and by plugins loaded at run time with
-// LoadDriverPlugin(), whose static initialisers call the same function.
+// LoadDriverPlugin(), whose coblk_plugin_init() hands their drivers to it
+// after the plugin ABI version matched (block/plugin.h).
 #pragma once
 
 #include <cstdint>
@@ -43,6 +44,10 @@ struct OpenContext {
   // The format was probed, not given: like QEMU, raw then refuses writes to
   // block 0 that would make the image probe as another format.
   bool probed = false;
+  // The open was asked not to open backing files (qemu-img info, -U style):
+  // open_child(..., ChildRole::kBacking, ...) returns nullptr. Drivers that
+  // check a backing chain before opening it skip the checks too.
+  bool no_backing = false;
   // For has_file_child() drivers: the "file" child the generic open already
   // opened. open_child("file", ...) returns it; if the driver does not add it
   // to its node, the generic open does.
@@ -88,18 +93,32 @@ class BlockDriver {
 
 // ---- Registry ----
 
-// The one registration entry point. Fails on a duplicate name.
-Status RegisterBlockDriver(std::unique_ptr<BlockDriver> driver);
+// The one registration entry point. Fails on a duplicate name. origin says
+// where the driver came from ("built-in", a plugin's path), for
+// `coblk-img --list-drivers`.
+Status RegisterBlockDriver(std::unique_ptr<BlockDriver> driver,
+                           std::string origin = "program");
+// Where a registered driver came from (see RegisterBlockDriver).
+std::string DriverOrigin(const BlockDriver* driver);
 const BlockDriver* FindFormatDriver(std::string_view name);
 const BlockDriver* FindProtocolDriver(std::string_view name);
 std::vector<const BlockDriver*> AllBlockDrivers();
 // Highest probe score among format drivers; raw when nothing scores.
 const BlockDriver* ProbeFormat(std::span<const uint8_t> first_bytes, std::string_view filename);
-// dlopen()s a plugin; its static initialisers register its drivers.
+// Loads a driver plugin (block/plugin.h): reads the plugin ABI version it was
+// built for from the file, refuses a mismatch or a missing version before
+// loading any of its code, then dlopen()s it and registers its drivers
+// through coblk_plugin_init(). Loading the same file again does nothing.
 Status LoadDriverPlugin(const std::string& path);
-// Loads every plugin named in the COBLK_PLUGINS environment variable
-// (paths separated by ':'). The tools call this at startup.
+// The plugin ABI version a plugin file declares (without loading it).
+Result<uint32_t> ReadPluginAbiVersion(const std::string& path);
+// Loads every plugin file (*.so) in the directories of COBLK_PLUGIN_PATH (in
+// name order; directories that do not exist are skipped), then every file
+// named in COBLK_PLUGINS. Both are ':'-separated. The tools call this at
+// startup.
 Status LoadDriverPluginsFromEnvironment();
+// Loads every *.so file in a directory, in name order.
+Status LoadDriverPluginDirectory(const std::string& dir);
 
 namespace detail {
 struct DriverRegistrar {

@@ -100,7 +100,18 @@ Task<Result<std::shared_ptr<BlockNode>>> BlockGraph::open_child_node(
   // Backing files are opened read-only; storage children of a format are
   // protocol nodes (never probed), backing files are probed formats.
   const bool child_ro = read_only || role == ChildRole::kBacking;
-  co_return co_await open_node(std::move(child), child_ro, role != ChildRole::kBacking);
+  if (role != ChildRole::kBacking) co_return co_await open_node(std::move(child), child_ro, true);
+  // A hostile image can name itself (or a cycle) as its backing file: a
+  // read-only open would then recurse until it runs out of file descriptors
+  // or stack. One BlockGraph opens one chain, so a counter bounds its depth.
+  if (backing_depth_ >= kMaxBackingDepth) {
+    co_return MakeError(EINVAL, "Backing chain is longer than " + std::to_string(kMaxBackingDepth) +
+                                    " images (does it loop?)");
+  }
+  ++backing_depth_;
+  Result<std::shared_ptr<BlockNode>> r = co_await open_node(std::move(child), child_ro, false);
+  --backing_depth_;
+  co_return r;
 }
 
 Task<Result<std::shared_ptr<BlockNode>>> BlockGraph::probe_file(const std::string& filename,
@@ -165,6 +176,7 @@ Task<Result<std::shared_ptr<BlockNode>>> BlockGraph::open_node(Options options, 
 
   OpenContext ctx{loop_, options, read_only, filename, *this};
   ctx.probed = probed_file != nullptr;
+  ctx.no_backing = flags_.no_backing;
   if (drv->has_file_child()) {
     if (const std::string alias(drv->file_child_alias()); !alias.empty() && options.has_prefix(alias)) {
       if (options.has_prefix("file"))

@@ -62,6 +62,9 @@ class BlockGraph {
   EventLoop& loop_;
   std::vector<std::string> warnings_;
   OpenFlags flags_;
+  // Backing files being opened below the current node (see open_child_node).
+  static constexpr int kMaxBackingDepth = 64;
+  int backing_depth_ = 0;
 };
 
 // Creates an image file with a format driver (and the file protocol).

@@ -98,12 +98,14 @@ void BlockNode::note_write_end(int64_t end) {
 
 // The one bounds check of the generic layer. Every request kind goes
 // through it, so none of them can compute an aligned end that overflows:
-// offset + bytes must stay kAlignMargin below INT64_MAX (request alignments
-// are far smaller). kInside requests lie within the node; kMayGrow requests
-// (data and zero writes on nodes that grow on write) may end past it;
-// kClamped requests (block_status) may reach past the end and are cut there.
+// offset + bytes must not pass kMaxLength, INT64_MAX rounded down to 1 GiB
+// (QEMU's BDRV_MAX_LENGTH): rounding an end up to any request alignment
+// (at most 1 GiB) then still fits in int64_t. kInside requests lie within
+// the node; kMayGrow requests (data and zero writes on nodes that grow on
+// write) may end past it; kClamped requests (block_status) may reach past
+// the end and are cut there.
 Status BlockNode::check_request(int64_t offset, int64_t bytes, Bounds bounds) const {
-  constexpr int64_t kAlignMargin = int64_t{1} << 30;
+  constexpr int64_t kMaxLength = std::numeric_limits<int64_t>::max() & ~((int64_t{1} << 30) - 1);
   COBLK_RETURN_IF_ERROR(check_open());
   if (offset < 0) {
     return MakeError(EIO, "offset(" + std::to_string(offset) + ") is negative");
@@ -111,7 +113,7 @@ Status BlockNode::check_request(int64_t offset, int64_t bytes, Bounds bounds) co
   if (bytes < 0) {
     return MakeError(EIO, "bytes(" + std::to_string(bytes) + ") is negative");
   }
-  if (offset > std::numeric_limits<int64_t>::max() - kAlignMargin - bytes) {
+  if (bytes > kMaxLength || offset > kMaxLength - bytes) {
     return MakeError(EIO, "Request out of range: offset " + std::to_string(offset) +
                               ", bytes " + std::to_string(bytes));
   }
@@ -798,6 +800,11 @@ Task<Status> BlockNode::co_truncate(int64_t, bool, PreallocMode) {
 
 Task<Result<BlockStatus>> BlockNode::co_block_status(bool, int64_t, int64_t bytes) {
   co_return BlockStatus{kStatusData | kStatusAllocated, bytes, 0, nullptr};
+}
+
+Task<Status> BlockNode::co_change_backing_file(const std::string&, const std::string&,
+                                               BlockNode*) {
+  co_return MakeError(ENOTSUP, "Operation not supported");
 }
 
 Task<Result<CheckResult>> BlockNode::co_check(bool) {

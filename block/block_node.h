@@ -96,6 +96,14 @@ class BlockNode : public std::enable_shared_from_this<BlockNode> {
   // Whether this layer (not its backing) allocates the range; *pnum set.
   Task<Result<bool>> is_allocated(int64_t offset, int64_t bytes, int64_t* pnum);
   Task<Result<CheckResult>> check(bool fix);
+  // Rewrites the image's own reference to its backing file (QEMU's
+  // bdrv_change_backing_file), for rebase: `name` as recorded (empty: no
+  // backing file any more), `new_backing` the image it names, opened by the
+  // caller (nullptr with an empty name). The node's children do not change.
+  Task<Status> change_backing_file(const std::string& name, const std::string& format,
+                                   BlockNode* new_backing) {
+    return co_change_backing_file(name, format, new_backing);
+  }
   // Fails new requests, waits for every request in flight, flushes, closes
   // the driver, then the children no one else holds. Returns the first error.
   Task<Status> close();
@@ -170,6 +178,10 @@ class BlockNode : public std::enable_shared_from_this<BlockNode> {
   // without block_status); filters answer kStatusRaw to pass through.
   virtual Task<Result<BlockStatus>> co_block_status(bool want_zero, int64_t offset, int64_t bytes);
   virtual Task<Result<CheckResult>> co_check(bool fix);
+  // Default: ENOTSUP ("Operation not supported"), as for QEMU drivers
+  // without bdrv_change_backing_file.
+  virtual Task<Status> co_change_backing_file(const std::string& name, const std::string& format,
+                                              BlockNode* new_backing);
   // The driver's own limits; merged with its children's by refresh_limits().
   virtual BlockLimits driver_limits() { return {}; }
   // Releases the driver's resources (after every request has ended and the

@@ -60,6 +60,9 @@ struct CheckResult {
   int64_t image_end_offset = 0;
   int64_t allocated_clusters = 0;
   int64_t total_clusters = 0;
+  // -1: the driver does not compute it (QEMU's vmdk does not; qcow2 does).
+  int64_t fragmented_clusters = -1;
+  int64_t compressed_clusters = -1;
   std::vector<std::string> messages;  // human-readable findings
 };
 

@@ -92,6 +92,15 @@ Status EventLoop::add_fd(int fd, uint32_t events, FdHandler handler) {
   return OkStatus();
 }
 
+Status EventLoop::modify_fd(int fd, uint32_t events) {
+  if (!handlers_.contains(fd)) return MakeError(ENOENT, "modify_fd: fd is not watched");
+  epoll_event ev{};
+  ev.events = events;
+  ev.data.fd = fd;
+  if (epoll_ctl(epfd_, EPOLL_CTL_MOD, fd, &ev) < 0) return ErrnoError("epoll_ctl(MOD)");
+  return OkStatus();
+}
+
 void EventLoop::remove_fd(int fd) {
   epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, nullptr);
   handlers_.erase(fd);

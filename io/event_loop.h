@@ -54,6 +54,9 @@ class EventLoop final : public Executor {
 
   // Watches fd for epoll events (EPOLLIN, ...). One handler per fd.
   Status add_fd(int fd, uint32_t events, FdHandler handler);
+  // Changes the events watched on an fd already added (e.g. EPOLLOUT only
+  // while a socket has data queued to send). The handler stays.
+  Status modify_fd(int fd, uint32_t events);
   void remove_fd(int fd);
 
   // Called before every epoll_wait. Returns an id for remove_pre_poll_hook.

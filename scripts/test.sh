@@ -13,6 +13,10 @@ for flavour in release asan; do
   dir=build; [ "$flavour" = asan ] && dir=build-asan
   echo "=== $flavour tests ==="
   (cd "$root/$dir" && ctest --output-on-failure -j2 --timeout 900)
+  if [ "$flavour" = release ]; then
+    echo "=== install + out-of-tree examples ==="
+    "$root/scripts/check-install.sh" "$root/build"
+  fi
 done
 # ThreadSanitizer: only the tests that exercise threads and coroutine
 # hand-offs (coroutine, io, block, the file driver, and the VMDK concurrency

@@ -34,6 +34,8 @@ void Usage(const char* name) {
       "  -i, --aio=MODE       use AIO mode (threads, native)\n"
       "  -U, --force-share    force shared permissions\n"
       "  --image-opts         treat file as option string\n"
+      "  --plugin FILE        load a driver plugin (repeatable; also COBLK_PLUGIN_PATH\n"
+      "                       directories and COBLK_PLUGINS files)\n"
       "  -h, --help           display this help and exit\n"
       "\n"
       "Commands: see 'help' inside coblk-io.\n",
@@ -47,7 +49,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "coblk-io: %s\n", s.error().ToString().c_str());
     return 1;
   }
-  enum { kImageOpts = 256 };
+  enum { kImageOpts = 256, kPlugin };
   static const option kLong[] = {
       {"cmd", required_argument, nullptr, 'c'},
       {"format", required_argument, nullptr, 'f'},
@@ -57,6 +59,7 @@ int main(int argc, char** argv) {
       {"aio", required_argument, nullptr, 'i'},
       {"force-share", no_argument, nullptr, 'U'},
       {"image-opts", no_argument, nullptr, kImageOpts},
+      {"plugin", required_argument, nullptr, kPlugin},
       {"help", no_argument, nullptr, 'h'},
       {nullptr, 0, nullptr, 0},
   };
@@ -73,6 +76,12 @@ int main(int argc, char** argv) {
       case 'i': spec.aio = optarg; break;
       case 'U': spec.force_share = true; break;
       case kImageOpts: spec.image_opts = true; break;
+      case kPlugin:
+        if (coblk::Status s = coblk::LoadDriverPlugin(optarg); !s) {
+          std::fprintf(stderr, "coblk-io: %s\n", s.error().ToString().c_str());
+          return 1;
+        }
+        break;
       case 'h': Usage(argv[0]); return 0;
       default: Usage(argv[0]); return 1;
     }

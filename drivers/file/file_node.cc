@@ -40,6 +40,12 @@ void FileNode::CloseFd() {
   aio_ = nullptr;
 }
 
+namespace {
+
+int64_t RoundUpToSector(int64_t len) { return (len + 511) & ~int64_t{511}; }
+
+}  // namespace
+
 Status FileNode::Open(FileConfig config, bool read_only) {
   config_ = std::move(config);
   if (config_.native_aio && !config_.direct) {
@@ -65,6 +71,19 @@ Status FileNode::Open(FileConfig config, bool read_only) {
 Status FileNode::OpenFd(bool read_only) {
   const std::string& name = config_.filename;
   const int flags = (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC | (config_.dsync ? O_DSYNC : 0);
+  // What the name is decides before opening: a directory is refused without
+  // an O_DIRECT fallback warning first, and a character device (/dev/null,
+  // which qemu-img opens as a raw image of size 0) has no page cache to
+  // bypass, so it is opened buffered, on the thread pool.
+  struct stat pre;
+  if (::stat(name.c_str(), &pre) == 0) {
+    if (S_ISDIR(pre.st_mode))
+      return MakeError(EISDIR, "'file' driver requires '" + name + "' to be a regular file");
+    if (S_ISCHR(pre.st_mode)) {
+      config_.direct = false;
+      config_.native_aio = false;
+    }
+  }
   fd_ = ::open(name.c_str(), flags | (config_.direct ? O_DIRECT : 0));
   if (fd_ < 0 && errno == EINVAL && config_.direct) {
     // tmpfs and some FUSE filesystems refuse O_DIRECT at open.
@@ -79,8 +98,9 @@ Status FileNode::OpenFd(bool read_only) {
   struct stat st;
   if (fstat(fd_, &st) < 0) return ErrnoError("Could not stat '" + name + "'");
   is_regular_ = S_ISREG(st.st_mode);
-  if (!is_regular_ && !S_ISBLK(st.st_mode))
-    return MakeError(EINVAL, "'" + name + "' is not a regular file or block device");
+  is_char_device_ = S_ISCHR(st.st_mode);
+  if (!is_regular_ && !S_ISBLK(st.st_mode) && !S_ISCHR(st.st_mode))
+    return MakeError(EINVAL, "'file' driver requires '" + name + "' to be a regular file");
 
   const uint32_t perm = read_only ? kPermConsistentRead : kPermConsistentRead | kPermWrite;
   const uint32_t shared =
@@ -89,7 +109,9 @@ Status FileNode::OpenFd(bool read_only) {
 
   const int64_t len = FileLength(fd_);
   if (len < 0) return ErrnoError("Could not get the size of '" + name + "'", static_cast<int>(-len));
-  set_size(len);
+  // QEMU counts a node's length in 512-byte sectors: a 31-byte file is a
+  // 512-byte image whose tail reads as zeros (short reads are zero-filled).
+  set_size(RoundUpToSector(len));
   written_end_ = len;
   align_ = ProbeDirectAlignment(fd_, config_.direct);
   return OkStatus();
@@ -209,6 +231,9 @@ Task<Status> FileNode::Fdatasync() {
   const int fd = fd_;
   auto job = [fd] { return ::fdatasync(fd) < 0 ? -errno : 0; };
   int r = co_await default_thread_pool().run(job);
+  // A character device that cannot be synchronised (/dev/null) has nothing
+  // to make durable.
+  if (r == -EINVAL && !is_regular_ && is_char_device_) r = 0;
   co_return FromErrno(r, "file: fdatasync failed");
 }
 
@@ -303,7 +328,7 @@ Task<Status> FileNode::co_truncate(int64_t size, bool exact, PreallocMode preall
   auto job = [fd, size, prealloc] { return TruncateRegular(fd, size, prealloc); };
   int r = co_await default_thread_pool().run(job);
   if (r < 0) co_return ErrnoError("Could not resize file", -r);
-  set_size(size);
+  set_size(RoundUpToSector(size));
   written_end_ = size;
   co_return OkStatus();
 }

@@ -83,6 +83,7 @@ class FileNode final : public BlockNode {
   FileConfig config_;
   int fd_ = -1;
   bool is_regular_ = false;
+  bool is_char_device_ = false;  // /dev/null and the like: buffered, nothing to sync
   DirectAlignment align_;
   AioEngine* aio_ = nullptr;
 

@@ -10,7 +10,7 @@
 // or from an embedding program: coblk::LoadDriverPlugin("xor.so").
 #include <vector>
 
-#include "block/block_driver.h"
+#include "block/plugin.h"
 
 namespace {
 
@@ -61,4 +61,4 @@ class XorDriver : public coblk::BlockDriver {
 
 }  // namespace
 
-COBLK_REGISTER_BLOCK_DRIVER(XorDriver)
+COBLK_PLUGIN_DRIVERS(XorDriver)

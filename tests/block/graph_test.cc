@@ -1,10 +1,14 @@
 // Driver registry, plugins and opening node graphs from options.
 #include <gtest/gtest.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
 
 #include "block/block_driver.h"
 #include "block/block_graph.h"
+#include "block/plugin.h"
 #include "tests/block/block_test_util.h"
 #include "tests/coroutine/test_loop.h"
 
@@ -84,6 +88,103 @@ TEST(PluginTest, LoadsDriverPlugin) {
   ASSERT_TRUE(sync_wait(**loop, (*n)->pread(0, buf, sizeof buf)));
   EXPECT_EQ(buf[0], 0x5A);
   EXPECT_EQ((*n)->driver(), d);
+  EXPECT_EQ(DriverOrigin(d), COBLK_TEST_PLUGIN);
+  EXPECT_EQ(DriverOrigin(FindFormatDriver("raw")), "built-in");
+  // Loading the same file again (by another route) is not a duplicate.
+  EXPECT_TRUE(LoadDriverPlugin(COBLK_TEST_PLUGIN));
+  auto v = ReadPluginAbiVersion(COBLK_TEST_PLUGIN);
+  ASSERT_TRUE(v) << v.error().ToString();
+  EXPECT_EQ(*v, kPluginAbiVersion);
+}
+
+// Both refused plugins abort in a static initialiser: reaching the EXPECTs
+// at all shows nothing of them ran.
+TEST(PluginTest, RefusesOtherAbiVersionBeforeLoading) {
+  Status s = LoadDriverPlugin(COBLK_TEST_PLUGIN_ABI99);
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().message(),
+            std::string("Driver plugin '") + COBLK_TEST_PLUGIN_ABI99 +
+                "' was built for coblk plugin ABI 99, but this coblk has plugin ABI " +
+                std::to_string(kPluginAbiVersion) + "; rebuild the plugin against this coblk");
+  auto v = ReadPluginAbiVersion(COBLK_TEST_PLUGIN_ABI99);
+  ASSERT_TRUE(v);
+  EXPECT_EQ(*v, 99u);
+}
+
+TEST(PluginTest, RefusesUnversionedPluginBeforeLoading) {
+  Status s = LoadDriverPlugin(COBLK_TEST_PLUGIN_UNVERSIONED);
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.error().message().find("declares no coblk plugin ABI version"), std::string::npos)
+      << s.error().message();
+  EXPECT_NE(s.error().message().find("this coblk has plugin ABI " +
+                                     std::to_string(kPluginAbiVersion)),
+            std::string::npos);
+}
+
+// Hostile plugin files: errors, never a crash or a dlopen.
+TEST(PluginTest, RefusesMalformedFiles) {
+  char dir_tmpl[] = "/tmp/coblk-plugin-XXXXXX";
+  ASSERT_NE(mkdtemp(dir_tmpl), nullptr);
+  const std::string dir = dir_tmpl;
+  auto write_file = [&](const std::string& name, const std::vector<uint8_t>& bytes) {
+    const std::string p = dir + "/" + name;
+    FILE* f = fopen(p.c_str(), "wb");
+    EXPECT_NE(f, nullptr);
+    fwrite(bytes.data(), 1, bytes.size(), f);
+    fclose(f);
+    return p;
+  };
+  // Copy the good plugin and corrupt its section table offset / count.
+  std::vector<uint8_t> good;
+  {
+    FILE* f = fopen(COBLK_TEST_PLUGIN, "rb");
+    ASSERT_NE(f, nullptr);
+    uint8_t buf[65536];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0) good.insert(good.end(), buf, buf + n);
+    fclose(f);
+  }
+  const std::string not_elf = write_file("text.so", {'h', 'e', 'l', 'l', 'o'});
+  Status s = LoadDriverPlugin(not_elf);
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.error().message().find("is not an ELF shared object"), std::string::npos);
+  std::vector<uint8_t> bad = good;
+  for (int i = 0; i < 8; ++i) bad[0x28 + i] = 0xff;  // e_shoff far past the end
+  s = LoadDriverPlugin(write_file("shoff.so", bad));
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.error().message().find("malformed ELF section table"), std::string::npos);
+  bad = good;
+  bad.resize(bad.size() / 2);  // section table cut off
+  s = LoadDriverPlugin(write_file("short.so", bad));
+  ASSERT_FALSE(s);
+  // Every single-byte corruption of the ELF header: an error or a clean load.
+  for (size_t i = 0; i < 64; ++i) {
+    bad = good;
+    bad[i] ^= 0xff;
+    (void)ReadPluginAbiVersion(write_file("flip.so", bad));
+  }
+  std::filesystem::remove_all(dir);
+}
+
+TEST(PluginTest, LoadsDirectoriesFromPluginPath) {
+  char dir_tmpl[] = "/tmp/coblk-plugin-XXXXXX";
+  ASSERT_NE(mkdtemp(dir_tmpl), nullptr);
+  const std::string dir = dir_tmpl;
+  // A symlink: the same file as COBLK_TEST_PLUGIN, which another test may
+  // have loaded already (loading it again is then a no-op).
+  std::filesystem::create_symlink(COBLK_TEST_PLUGIN, dir + "/a-test.so");
+  std::filesystem::copy_file(COBLK_TEST_PLUGIN_ABI99, dir + "/b-old.so");
+  std::filesystem::copy_file(COBLK_TEST_PLUGIN_ABI99, dir + "/ignored.txt");
+  // A directory with a refused plugin fails naming it; the missing
+  // directory is skipped.
+  setenv("COBLK_PLUGIN_PATH", ("/nonexistent-dir:" + dir).c_str(), 1);
+  Status s = LoadDriverPluginsFromEnvironment();
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.error().message().find(dir + "/b-old.so"), std::string::npos) << s.error().message();
+  std::filesystem::remove(dir + "/b-old.so");
+  EXPECT_TRUE(LoadDriverPluginsFromEnvironment());
+  unsetenv("COBLK_PLUGIN_PATH");
+  std::filesystem::remove_all(dir);
 }
 
 TEST_F(GraphTest, UnknownDriverAndMissingInput) {

@@ -2,6 +2,7 @@
 // same path as built-in drivers (examples/plugins/xor_format.cc).
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <string>
@@ -41,6 +42,66 @@ TEST(PluginTest, MissingPluginIsAnError) {
   RunResult r = RunTool(CoblkImg(), {"--help"});
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.err.find("plugin.so"), std::string::npos) << r.err;
+}
+
+TEST(PluginTest, PluginFlagOnBothTools) {
+  TempFile f(1 << 20);
+  RunResult r = RunTool(CoblkIo(), {"--plugin", kPlugin, "--image-opts", "-c",
+                                    "write -P 0x22 0 4096",
+                                    "driver=xor,key=1,file.filename=" + f.path()});
+  ASSERT_EQ(r.status, 0) << r.out << r.err;
+  r = RunTool(CoblkImg(), {"--plugin", kPlugin, "info", "--image-opts",
+                           "driver=xor,key=1,file.filename=" + f.path()});
+  ASSERT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("file format: xor"), std::string::npos) << r.out;
+  r = RunTool(CoblkIo(), {"--plugin", "/nonexistent/x.so", "-c", "read 0 1", f.path()});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("/nonexistent/x.so"), std::string::npos) << r.err;
+}
+
+TEST(PluginTest, PluginPathDirectory) {
+  TempFile f(1 << 20);
+  char dir[] = "/tmp/coblk-plugins-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string link = std::string(dir) + "/xor.so";
+  ASSERT_EQ(symlink(kPlugin.c_str(), link.c_str()), 0);
+  setenv("COBLK_PLUGIN_PATH", (std::string("/nonexistent:") + dir).c_str(), 1);
+  RunResult r = RunTool(CoblkIo(), {"--image-opts", "-c", "read -P 0x5a 0 512",
+                                    "driver=xor,key=90,file.filename=" + f.path()});
+  unsetenv("COBLK_PLUGIN_PATH");
+  unlink(link.c_str());
+  rmdir(dir);
+  EXPECT_EQ(r.status, 0) << r.out << r.err;  // zeros XOR 90 read as 0x5a
+}
+
+TEST(PluginTest, ListDriversShowsKindOriginAndCreateOptions) {
+  RunResult r = RunTool(CoblkImg(), {"--plugin=" + kPlugin, "--list-drivers"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto line_of = [&](const std::string& name) {
+    const size_t at = r.out.find("\n" + name + " ");
+    if (at == std::string::npos) return std::string();
+    return r.out.substr(at + 1, r.out.find('\n', at + 1) - at - 1);
+  };
+  EXPECT_NE(line_of("vmdk").find("format"), std::string::npos) << r.out;
+  EXPECT_NE(line_of("vmdk").find("built-in"), std::string::npos) << r.out;
+  EXPECT_NE(line_of("file").find("protocol"), std::string::npos) << r.out;
+  EXPECT_NE(line_of("blkdebug").find("filter"), std::string::npos) << r.out;
+  EXPECT_NE(line_of("xor").find("coblk-plugin-xor.so"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("    subformat"), std::string::npos) << r.out;  // vmdk's create options
+}
+
+const std::string kSparsePlugin = COBLK_BIN_DIR "/../lib/coblk-plugin-sparse.so";
+
+// An image that names itself as its backing file: opening it read-only
+// recursed without end (a hang, then running out of descriptors).
+TEST(PluginTest, SelfBackedImageIsRefusedNotALoop) {
+  TempFile f(0);
+  RunResult r = RunTool(CoblkImg(), {"--plugin", kSparsePlugin, "create", "-q", "-f", "exsparse",
+                                     "-b", f.path(), "-F", "exsparse", f.path(), "1M"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  r = RunTool(CoblkIo(), {"--plugin", kSparsePlugin, "-r", "-c", "read 0 4k", f.path()});
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.err.find("Backing chain is longer than 64 images"), std::string::npos) << r.err;
 }
 
 TEST(PluginTest, UnknownFormatWithoutPlugin) {

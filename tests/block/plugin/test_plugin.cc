@@ -1,7 +1,7 @@
 // A driver plugin for LoadDriverPlugin tests: format "testplugin", a
 // read-only node of the given size whose bytes are all 0x5A. Its undefined
 // coblk symbols resolve against the test binary (built with ENABLE_EXPORTS).
-#include "block/block_driver.h"
+#include "block/plugin.h"
 
 namespace {
 
@@ -33,4 +33,4 @@ class PluginDriver : public coblk::BlockDriver {
 
 }  // namespace
 
-COBLK_REGISTER_BLOCK_DRIVER(PluginDriver)
+COBLK_PLUGIN_DRIVERS(PluginDriver)
