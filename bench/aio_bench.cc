@@ -31,11 +31,12 @@ std::string BenchFile() {
 Task<Status> reader(AioEngine& engine, int fd, uint64_t blocks, int64_t& budget,
                     uint32_t seed) {
   AlignedBuffer buf(4096);
+  IoVector qiov = buf.iov();
   std::mt19937_64 rng(seed);
   while (budget > 0) {
     --budget;
     uint64_t off = (rng() % blocks) * 4096;
-    COBLK_CO_RETURN_IF_ERROR(co_await engine.preadv(fd, buf.iov(), off));
+    COBLK_CO_RETURN_IF_ERROR(co_await engine.preadv(fd, qiov, off));
   }
   co_return OkStatus();
 }

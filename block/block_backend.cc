@@ -39,7 +39,15 @@ BlockBackend::BlockBackend(EventLoop& loop, std::shared_ptr<BlockNode> root)
     : loop_(loop), root_(std::move(root)) {}
 
 BlockBackend::~BlockBackend() {
-  if (!closed_) (void)close();
+  if (closed_) return;
+  if (loop_.in_iteration()) {
+    // The blocking close would re-enter the running loop.
+    std::fprintf(stderr,
+                 "coblk: BlockBackend destroyed from code running on its event loop without "
+                 "being closed; co_await co_close() before destroying it there\n");
+    std::abort();
+  }
+  (void)close();
 }
 
 Task<Status> BlockBackend::account(BlockStats::Op& op, int64_t bytes, Task<Status> request) {
@@ -103,9 +111,8 @@ Task<Status> BlockBackend::co_truncate(int64_t size) {
 Task<Status> BlockBackend::co_close() {
   if (closed_) co_return OkStatus();
   closed_ = true;
-  Status s = co_await root_->flush();
-  co_await root_->close();
-  co_return s;
+  // close() flushes the graph once and reports the first error of any step.
+  co_return co_await root_->close();
 }
 
 // ---- Blocking API ----

@@ -80,7 +80,9 @@ class BlockBackend {
   Status discard(int64_t offset, int64_t bytes);
   Status flush();
   Status truncate(int64_t size);
-  // Closes the graph (flushing format metadata). Also done by the destructor.
+  // Closes the graph (flushing format metadata). Also done by the destructor
+  // (which aborts if called from code running on the loop, as every blocking
+  // call there would: use co_close() there).
   Status close();
   // close() for callers already running on the loop, which must not block.
   Task<Status> co_close();

@@ -44,6 +44,10 @@ struct OpenContext {
   // The format was probed, not given: like QEMU, raw then refuses writes to
   // block 0 that would make the image probe as another format.
   bool probed = false;
+  // The open was asked not to open backing files (qemu-img info, -U style):
+  // open_child(..., ChildRole::kBacking, ...) returns nullptr. Drivers that
+  // check a backing chain before opening it skip the checks too.
+  bool no_backing = false;
   // For has_file_child() drivers: the "file" child the generic open already
   // opened. open_child("file", ...) returns it; if the driver does not add it
   // to its node, the generic open does.

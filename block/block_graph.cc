@@ -83,6 +83,11 @@ Task<Result<std::shared_ptr<BlockNode>>> BlockGraph::open_child_node(
   // "backing=" (empty) means no child; "file=x.img" names the child's file.
   if (std::optional<std::string> v = parent.take_string(name)) {
     if (v->empty()) co_return nullptr;
+    // "file=x,file.filename=y": two names for one file.
+    if (child.has("filename")) {
+      co_return MakeError(EINVAL, "Option '" + name + "' conflicts with '" + name +
+                                      ".filename': give the file's name once");
+    }
     child_filename = *v;
   }
   if (role == ChildRole::kBacking && flags_.no_backing) co_return nullptr;
@@ -171,6 +176,7 @@ Task<Result<std::shared_ptr<BlockNode>>> BlockGraph::open_node(Options options, 
 
   OpenContext ctx{loop_, options, read_only, filename, *this};
   ctx.probed = probed_file != nullptr;
+  ctx.no_backing = flags_.no_backing;
   if (drv->has_file_child()) {
     if (const std::string alias(drv->file_child_alias()); !alias.empty() && options.has_prefix(alias)) {
       if (options.has_prefix("file"))

@@ -60,10 +60,25 @@ class BlockNode::RequestScope {
   std::list<TrackedRequest*>::iterator it_;
 };
 
+// Counts a public request as in flight from its start to its end, whatever
+// kind it is (close() waits for the count to drop to zero).
+class BlockNode::InFlight {
+ public:
+  explicit InFlight(BlockNode& node) : node_(node) { ++node_.in_flight_; }
+  ~InFlight() {
+    if (--node_.in_flight_ == 0) node_.drained_.notify_all();
+  }
+  InFlight(const InFlight&) = delete;
+  InFlight& operator=(const InFlight&) = delete;
+
+ private:
+  BlockNode& node_;
+};
+
 BlockNode::BlockNode(const BlockDriver* driver, EventLoop& loop)
     : driver_(driver), loop_(loop) {}
 
-BlockNode::~BlockNode() { assert(tracked_.empty()); }
+BlockNode::~BlockNode() { assert(tracked_.empty() && in_flight_ == 0); }
 
 // ---- Checks ----
 
@@ -77,21 +92,20 @@ bool BlockNode::grows_on_write() const {
   return driver_ && (!driver_->protocol_name().empty() || driver_->is_filter());
 }
 
-Status BlockNode::check_write_request(int64_t offset, int64_t bytes) const {
-  if (!grows_on_write()) return check_request(offset, bytes);
-  // Protocol nodes (host files) grow when a parent writes past their end,
-  // as in QEMU: formats append clusters that way.
-  COBLK_RETURN_IF_ERROR(check_request(0, 0));
-  if (offset < 0 || bytes < 0 || offset > std::numeric_limits<int64_t>::max() - bytes)
-    return check_request(offset, bytes);
-  return OkStatus();
-}
-
 void BlockNode::note_write_end(int64_t end) {
   if (grows_on_write() && end > size_) size_ = end;
 }
 
-Status BlockNode::check_request(int64_t offset, int64_t bytes) const {
+// The one bounds check of the generic layer. Every request kind goes
+// through it, so none of them can compute an aligned end that overflows:
+// offset + bytes must not pass kMaxLength, INT64_MAX rounded down to 1 GiB
+// (QEMU's BDRV_MAX_LENGTH): rounding an end up to any request alignment
+// (at most 1 GiB) then still fits in int64_t. kInside requests lie within
+// the node; kMayGrow requests (data and zero writes on nodes that grow on
+// write) may end past it; kClamped requests (block_status) may reach past
+// the end and are cut there.
+Status BlockNode::check_request(int64_t offset, int64_t bytes, Bounds bounds) const {
+  constexpr int64_t kMaxLength = std::numeric_limits<int64_t>::max() & ~((int64_t{1} << 30) - 1);
   COBLK_RETURN_IF_ERROR(check_open());
   if (offset < 0) {
     return MakeError(EIO, "offset(" + std::to_string(offset) + ") is negative");
@@ -99,21 +113,22 @@ Status BlockNode::check_request(int64_t offset, int64_t bytes) const {
   if (bytes < 0) {
     return MakeError(EIO, "bytes(" + std::to_string(bytes) + ") is negative");
   }
-  if (offset > std::numeric_limits<int64_t>::max() - bytes) {
-    return MakeError(EIO, "offset(" + std::to_string(offset) + ") + bytes(" +
-                              std::to_string(bytes) + ") overflows");
-  }
-  // Aligning the request up must not overflow either.
-  if (offset + bytes > std::numeric_limits<int64_t>::max() - (1 << 30)) {
+  if (bytes > kMaxLength || offset > kMaxLength - bytes) {
     return MakeError(EIO, "Request out of range: offset " + std::to_string(offset) +
                               ", bytes " + std::to_string(bytes));
   }
-  if (offset + bytes > size_) {
+  if (bounds == Bounds::kInside && offset + bytes > size_) {
     return MakeError(EIO, "Request out of bounds: offset " + std::to_string(offset) +
                               ", bytes " + std::to_string(bytes) + ", size " +
                               std::to_string(size_));
   }
   return OkStatus();
+}
+
+Status BlockNode::check_write_request(int64_t offset, int64_t bytes) const {
+  // Protocol nodes (host files) grow when a parent writes past their end,
+  // as in QEMU: formats append clusters that way.
+  return check_request(offset, bytes, grows_on_write() ? Bounds::kMayGrow : Bounds::kInside);
 }
 
 Status BlockNode::check_writable() const {
@@ -163,7 +178,9 @@ Task<void> BlockNode::wait_serialising(TrackedRequest& self) {
 // ---- Reads ----
 
 Task<Status> BlockNode::preadv(int64_t offset, int64_t bytes, IoVector& qiov, uint32_t flags) {
-  COBLK_CO_RETURN_IF_ERROR(check_request(offset, bytes));
+  InFlight busy(*this);
+  flags &= kReqPublicFlags;
+  COBLK_CO_RETURN_IF_ERROR(check_request(offset, bytes, Bounds::kInside));
   if (qiov.size() < static_cast<size_t>(bytes)) {
     co_return MakeError(EINVAL, "I/O vector smaller than the request");
   }
@@ -185,7 +202,7 @@ Task<Status> BlockNode::preadv(int64_t offset, int64_t bytes, IoVector& qiov, ui
 }
 
 Task<Status> BlockNode::pread(int64_t offset, void* buf, int64_t bytes) {
-  COBLK_CO_RETURN_IF_ERROR(check_request(offset, bytes));
+  COBLK_CO_RETURN_IF_ERROR(check_request(offset, bytes, Bounds::kInside));
   IoVector qiov(buf, static_cast<size_t>(bytes));
   co_return co_await preadv(offset, bytes, qiov);
 }
@@ -237,19 +254,13 @@ Task<Status> BlockNode::bounce_preadv(int64_t offset, int64_t bytes, IoVector& q
 // ---- Writes ----
 
 Task<Status> BlockNode::pwritev(int64_t offset, int64_t bytes, IoVector& qiov, uint32_t flags) {
+  InFlight busy(*this);
+  flags &= kReqPublicFlags;
   COBLK_CO_RETURN_IF_ERROR(check_writable());
   COBLK_CO_RETURN_IF_ERROR(check_write_request(offset, bytes));
-  const int64_t size_before = size_;
   Status st = co_await pwritev_checked(offset, bytes, qiov, flags);
-  if (!st) co_return st;
-  note_write_end(offset + bytes);
-  // A read-modify-write at the end of a growing file writes whole aligned
-  // blocks; cut the padding off again so the file ends where the data does
-  // (formats such as streamOptimized VMDK find their footer from the end).
-  const int64_t align = limits_.request_alignment;
-  const int64_t end = offset + bytes;
-  if (grows_on_write() && end % align != 0 && RoundUp(end, align) > std::max(size_before, end))
-    st = co_await co_truncate(std::max(size_before, end), true, PreallocMode::kOff);
+  ++write_gen_;  // even a failed write may have changed something
+  if (st) note_write_end(offset + bytes);
   co_return st;
 }
 
@@ -284,17 +295,45 @@ Task<Status> BlockNode::pwrite(int64_t offset, const void* buf, int64_t bytes, u
   co_return co_await pwritev(offset, bytes, qiov, flags);
 }
 
+// data_end, when inside (offset, offset + bytes), marks the end of the
+// caller's data in a padded write on a node that grows: the piece holding it
+// goes to co_pwritev_padded so the driver can cut the padding off again.
 Task<Status> BlockNode::aligned_pwritev(int64_t offset, int64_t bytes, IoVector& qiov,
-                                        uint32_t flags) {
+                                        uint32_t flags, int64_t data_end) {
   const int64_t max_xfer = max_transfer_bytes();
-  if (bytes <= max_xfer) co_return co_await co_pwritev(offset, bytes, qiov, flags);
+  if (bytes <= max_xfer) co_return co_await driver_pwritev(offset, bytes, qiov, flags, data_end);
   for (int64_t done = 0; done < bytes;) {
     const int64_t num = std::min(bytes - done, max_xfer);
     IoVector part = qiov.slice(static_cast<size_t>(done), static_cast<size_t>(num));
-    COBLK_CO_RETURN_IF_ERROR(co_await co_pwritev(offset + done, num, part, flags));
+    COBLK_CO_RETURN_IF_ERROR(co_await driver_pwritev(offset + done, num, part, flags, data_end));
     done += num;
   }
   co_return OkStatus();
+}
+
+// FUA, as QEMU's bdrv_driver_pwritev: a driver that does not declare the
+// flag in supported_write_flags (supported_zero_flags for write_zeroes)
+// gets the request without it, and the node is flushed after the request,
+// so the data is durable when the request returns.
+Task<Status> BlockNode::driver_pwritev(int64_t offset, int64_t bytes, IoVector& qiov,
+                                       uint32_t flags, int64_t data_end) {
+  const bool emulate_fua = (flags & kReqFua) && !(supported_write_flags_ & kReqFua);
+  if (emulate_fua) flags &= ~static_cast<uint32_t>(kReqFua);
+  Status st;
+  if (data_end > offset && data_end < offset + bytes)
+    st = co_await co_pwritev_padded(offset, bytes, qiov, flags, data_end);
+  else
+    st = co_await co_pwritev(offset, bytes, qiov, flags);
+  if (st && emulate_fua) st = co_await co_flush();
+  co_return st;
+}
+
+Task<Status> BlockNode::driver_pwrite_zeroes(int64_t offset, int64_t bytes, uint32_t flags) {
+  const bool emulate_fua = (flags & kReqFua) && !(supported_zero_flags_ & kReqFua);
+  if (emulate_fua) flags &= ~static_cast<uint32_t>(kReqFua);
+  Status st = co_await co_pwrite_zeroes(offset, bytes, flags);
+  if (st && emulate_fua) st = co_await co_flush();
+  co_return st;
 }
 
 // Writes through an aligned buffer; partial blocks at either end of the
@@ -324,31 +363,45 @@ Task<Status> BlockNode::bounce_pwritev(int64_t offset, int64_t bytes, const IoVe
     qiov.copy_to(static_cast<size_t>(lo - offset), buf.data() + (lo - pos),
                  static_cast<size_t>(hi - lo));
     IoVector biov = buf.iov(0, static_cast<size_t>(n));
-    COBLK_CO_RETURN_IF_ERROR(co_await aligned_pwritev(pos, n, biov, flags));
+    // On a growing node the zero padding after the data may lie past the
+    // end: the driver is told where the data ends (see co_pwritev_padded).
+    const int64_t data_end = tail_partial && grows_on_write() ? offset + bytes : 0;
+    COBLK_CO_RETURN_IF_ERROR(co_await aligned_pwritev(pos, n, biov, flags, data_end));
     pos += n;
   }
   co_return OkStatus();
 }
 
 Task<Status> BlockNode::pwritev_compressed(int64_t offset, int64_t bytes, IoVector& qiov) {
+  InFlight busy(*this);
   COBLK_CO_RETURN_IF_ERROR(check_writable());
-  COBLK_CO_RETURN_IF_ERROR(check_request(offset, bytes));
+  COBLK_CO_RETURN_IF_ERROR(check_request(offset, bytes, Bounds::kInside));
   if (qiov.size() < static_cast<size_t>(bytes)) {
     co_return MakeError(EINVAL, "I/O vector smaller than the request");
   }
   if (bytes == 0) co_return OkStatus();
   RequestScope scope(*this, offset, bytes, false);
   co_await wait_serialising(scope.req());
-  co_return co_await co_pwritev_compressed(offset, bytes, qiov);
+  Status st = co_await co_pwritev_compressed(offset, bytes, qiov);
+  ++write_gen_;
+  co_return st;
 }
 
 // ---- Write zeroes, discard ----
 
 Task<Status> BlockNode::pwrite_zeroes(int64_t offset, int64_t bytes, uint32_t flags) {
+  InFlight busy(*this);
+  flags &= kReqPublicFlags;
   COBLK_CO_RETURN_IF_ERROR(check_writable());
-  COBLK_CO_RETURN_IF_ERROR(check_request(offset, bytes));
+  COBLK_CO_RETURN_IF_ERROR(check_write_request(offset, bytes));
   if (bytes == 0) co_return OkStatus();
-  flags &= ~static_cast<uint32_t>(kReqZeroWrite);
+  Status st = co_await zero_range_serialised(offset, bytes, flags);
+  ++write_gen_;
+  if (st) note_write_end(offset + bytes);
+  co_return st;
+}
+
+Task<Status> BlockNode::zero_range_serialised(int64_t offset, int64_t bytes, uint32_t flags) {
   const int64_t align = limits_.request_alignment;
   const int64_t end = offset + bytes;
   const int64_t start = RoundDown(offset, align);
@@ -361,19 +414,19 @@ Task<Status> BlockNode::pwrite_zeroes(int64_t offset, int64_t bytes, uint32_t fl
   const int64_t mid_start = RoundUp(offset, align);
   const int64_t mid_end = RoundDown(end, align);
   const uint32_t data_flags = flags & kReqFua;
-  if (mid_start >= mid_end) co_return co_await write_zero_buffer(offset, bytes, data_flags);
+  if (mid_start >= mid_end) co_return co_await zero_partial_blocks_rmw(offset, bytes, data_flags);
   if (offset < mid_start) {
-    COBLK_CO_RETURN_IF_ERROR(co_await write_zero_buffer(offset, mid_start - offset, data_flags));
+    COBLK_CO_RETURN_IF_ERROR(co_await zero_partial_blocks_rmw(offset, mid_start - offset, data_flags));
   }
-  COBLK_CO_RETURN_IF_ERROR(co_await do_pwrite_zeroes(mid_start, mid_end - mid_start, flags));
+  COBLK_CO_RETURN_IF_ERROR(co_await zero_blocks_via_driver(mid_start, mid_end - mid_start, flags));
   if (mid_end < end) {
-    COBLK_CO_RETURN_IF_ERROR(co_await write_zero_buffer(mid_end, end - mid_end, data_flags));
+    COBLK_CO_RETURN_IF_ERROR(co_await zero_partial_blocks_rmw(mid_end, end - mid_end, data_flags));
   }
   co_return OkStatus();
 }
 
 // Zeroes a range smaller than two aligned blocks with read-modify-write.
-Task<Status> BlockNode::write_zero_buffer(int64_t offset, int64_t bytes, uint32_t flags) {
+Task<Status> BlockNode::zero_partial_blocks_rmw(int64_t offset, int64_t bytes, uint32_t flags) {
   AlignedBuffer zero(static_cast<size_t>(bytes), buffer_alignment());
   zero.zero();
   IoVector qiov = zero.iov(0, static_cast<size_t>(bytes));
@@ -383,7 +436,7 @@ Task<Status> BlockNode::write_zero_buffer(int64_t offset, int64_t bytes, uint32_
 // Like QEMU's bdrv_co_do_pwrite_zeroes: an unaligned head (relative to
 // pwrite_zeroes_alignment) goes alone, the tail is cut off the big middle
 // piece, and each piece respects max_pwrite_zeroes.
-Task<Status> BlockNode::do_pwrite_zeroes(int64_t offset, int64_t bytes, uint32_t flags) {
+Task<Status> BlockNode::zero_blocks_via_driver(int64_t offset, int64_t bytes, uint32_t flags) {
   const int64_t zalign = std::max<int64_t>(limits_.pwrite_zeroes_alignment,
                                            limits_.request_alignment);
   int64_t max_zero = RoundDown(std::numeric_limits<int32_t>::max(), zalign);
@@ -405,10 +458,10 @@ Task<Status> BlockNode::do_pwrite_zeroes(int64_t offset, int64_t bytes, uint32_t
       num -= tail;
     }
     num = std::min(num, max_zero);
-    Status s = co_await co_pwrite_zeroes(offset, num, flags);
+    Status s = co_await driver_pwrite_zeroes(offset, num, flags);
     if (!s && s.error().errnum() == ENOTSUP) {
       if (flags & kReqNoFallback) co_return s;
-      s = co_await zeroes_fallback(offset, num, flags);
+      s = co_await write_zeroed_buffers(offset, num, flags);
     }
     if (!s) co_return s;
     offset += num;
@@ -417,14 +470,14 @@ Task<Status> BlockNode::do_pwrite_zeroes(int64_t offset, int64_t bytes, uint32_t
   co_return OkStatus();
 }
 
-Task<Status> BlockNode::zeroes_fallback(int64_t offset, int64_t bytes, uint32_t flags) {
+Task<Status> BlockNode::write_zeroed_buffers(int64_t offset, int64_t bytes, uint32_t flags) {
   const int64_t align = limits_.request_alignment;
   const int64_t chunk = std::min(std::max(RoundDown(kBounceChunk, align), align),
                                  std::max(max_transfer_bytes(), align));
   const int64_t len = std::min(chunk, bytes);
   AlignedBuffer zero(static_cast<size_t>(len), buffer_alignment());
   zero.zero();
-  const uint32_t wflags = (flags & kReqFua) | kReqZeroWrite;
+  const uint32_t wflags = flags & kReqFua;
   for (int64_t done = 0; done < bytes;) {
     const int64_t n = std::min(len, bytes - done);
     IoVector qiov = zero.iov(0, static_cast<size_t>(n));
@@ -435,8 +488,9 @@ Task<Status> BlockNode::zeroes_fallback(int64_t offset, int64_t bytes, uint32_t 
 }
 
 Task<Status> BlockNode::pdiscard(int64_t offset, int64_t bytes) {
+  InFlight busy(*this);
   COBLK_CO_RETURN_IF_ERROR(check_writable());
-  COBLK_CO_RETURN_IF_ERROR(check_request(offset, bytes));
+  COBLK_CO_RETURN_IF_ERROR(check_request(offset, bytes, Bounds::kInside));
   // Discard is advisory: partial blocks at either end are simply kept.
   const int64_t align = std::max<int64_t>(static_cast<int64_t>(limits_.pdiscard_alignment),
                                           limits_.request_alignment);
@@ -446,6 +500,7 @@ Task<Status> BlockNode::pdiscard(int64_t offset, int64_t bytes) {
   RequestScope scope(*this, start, end - start, false);
   co_await wait_serialising(scope.req());
   Status s = co_await co_pdiscard(start, end - start);
+  ++write_gen_;
   if (!s && s.error().errnum() == ENOTSUP) co_return OkStatus();
   co_return s;
 }
@@ -453,46 +508,74 @@ Task<Status> BlockNode::pdiscard(int64_t offset, int64_t bytes) {
 // ---- Flush, truncate, close ----
 
 Task<Status> BlockNode::flush() {
+  InFlight busy(*this);
   COBLK_CO_RETURN_IF_ERROR(check_open());
+  co_return co_await flush_unless_clean();
+}
+
+// QEMU's write_gen/flushed_gen: a protocol node with no write completed
+// since its last successful flush has nothing to write back, so the flush
+// (an fdatasync for a file) is skipped. That is what makes a close issue
+// one fdatasync: the backend's close flushes the whole graph once, and the
+// flushes of the nodes' own closes then find nothing new. Format and filter
+// nodes always run their co_flush (it may write metadata, and it recurses
+// to their children, which apply this rule themselves).
+Task<Status> BlockNode::flush_unless_clean() {
   if (read_only_) co_return OkStatus();
-  co_return co_await co_flush();
+  const uint64_t gen = write_gen_;
+  const bool protocol = driver_ && !driver_->protocol_name().empty();
+  if (protocol && gen == flushed_gen_) co_return OkStatus();
+  Status st = co_await co_flush();
+  if (st) flushed_gen_ = std::max(flushed_gen_, gen);
+  co_return st;
 }
 
 Task<Status> BlockNode::truncate(int64_t size, bool exact, PreallocMode prealloc) {
+  InFlight busy(*this);
   COBLK_CO_RETURN_IF_ERROR(check_writable());
   if (size < 0) co_return MakeError(EINVAL, "Image size cannot be negative");
+  COBLK_CO_RETURN_IF_ERROR(check_request(size, 0, Bounds::kMayGrow));
   const int64_t old_size = size_;
   // Serialise against every request touching the changed tail.
   const int64_t from = std::min(old_size, size);
   RequestScope scope(*this, from, std::numeric_limits<int64_t>::max() - from, true);
   co_await wait_serialising(scope.req());
-  COBLK_CO_RETURN_IF_ERROR(co_await co_truncate(size, exact, prealloc));
+  Status st = co_await co_truncate(size, exact, prealloc);
+  ++write_gen_;
+  COBLK_CO_RETURN_IF_ERROR(st);
   if (size_ == old_size) size_ = size;
   co_return OkStatus();
 }
 
-Task<void> BlockNode::close() {
-  if (closed_) co_return;
+// Every public request counts as in flight until it ends (InFlight), not
+// only the tracked ones: a flush or truncate waiting on the thread pool
+// must not run after the driver has closed its file descriptor. The first
+// error (flush, the driver's close, a child's close) is returned; the
+// remaining steps still run.
+Task<Status> BlockNode::close() {
+  if (closed_) co_return OkStatus();
   closed_ = true;  // new requests now fail; let in-flight ones drain
-  while (!tracked_.empty()) co_await tracked_.front()->waiters.wait();
-  if (!read_only_) (void)co_await co_flush();
-  co_await co_close();
+  while (in_flight_ > 0) co_await drained_.wait();
+  Status result = co_await flush_unless_clean();
+  Status st = co_await co_close();
+  if (result && !st) result = st;
   // Children close after their parent, and only if no one else uses them.
   for (BdrvChild& c : children_) {
-    if (c.node && c.node.use_count() == 1) co_await c.node->close();
+    if (c.node && c.node.use_count() == 1) {
+      st = co_await c.node->close();
+      if (result && !st) result = st;
+    }
   }
   children_.clear();
+  co_return result;
 }
 
 // ---- Block status ----
 
 Task<Result<BlockStatus>> BlockNode::block_status(bool want_zero, int64_t offset,
                                                   int64_t bytes) {
-  COBLK_CO_RETURN_IF_ERROR(check_open());
-  if (offset < 0 || bytes < 0) {
-    co_return MakeError(EIO, "Invalid block status request: offset " + std::to_string(offset) +
-                                 ", bytes " + std::to_string(bytes));
-  }
+  InFlight busy(*this);
+  COBLK_CO_RETURN_IF_ERROR(check_request(offset, bytes, Bounds::kClamped));
   co_return co_await block_status_recursive(want_zero, offset, bytes);
 }
 
@@ -587,6 +670,12 @@ Task<Result<BlockStatus>> BlockNode::block_status_above(BlockNode* base, bool wa
   co_return st;
 }
 
+Task<Result<CheckResult>> BlockNode::check(bool fix) {
+  InFlight busy(*this);
+  COBLK_CO_RETURN_IF_ERROR(check_open());
+  co_return co_await co_check(fix);
+}
+
 Task<Result<bool>> BlockNode::is_allocated(int64_t offset, int64_t bytes, int64_t* pnum) {
   Result<BlockStatus> r = co_await block_status(false, offset, bytes);
   if (!r) co_return std::unexpected(r.error());
@@ -679,6 +768,11 @@ Task<Status> BlockNode::co_pwritev(int64_t, int64_t, IoVector&, uint32_t) {
                                    "' does not support writing");
 }
 
+Task<Status> BlockNode::co_pwritev_padded(int64_t offset, int64_t bytes, IoVector& qiov,
+                                           uint32_t flags, int64_t) {
+  return co_pwritev(offset, bytes, qiov, flags);
+}
+
 Task<Status> BlockNode::co_pwritev_compressed(int64_t, int64_t, IoVector&) {
   co_return MakeError(ENOTSUP, "Compression is not supported for this drive");
 }
@@ -706,6 +800,11 @@ Task<Status> BlockNode::co_truncate(int64_t, bool, PreallocMode) {
 
 Task<Result<BlockStatus>> BlockNode::co_block_status(bool, int64_t, int64_t bytes) {
   co_return BlockStatus{kStatusData | kStatusAllocated, bytes, 0, nullptr};
+}
+
+Task<Status> BlockNode::co_change_backing_file(const std::string&, const std::string&,
+                                               BlockNode*) {
+  co_return MakeError(ENOTSUP, "Operation not supported");
 }
 
 Task<Result<CheckResult>> BlockNode::co_check(bool) {

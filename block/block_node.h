@@ -10,6 +10,37 @@
 //  * Protected virtual co_* methods are the driver interface. They only see
 //    requests already checked against size() and aligned to
 //    limits().request_alignment. Defaults behave like QEMU's fallbacks.
+//
+// Threads: a node belongs to its EventLoop. Every method (requests, graph
+// setup, properties) is called on that loop's thread only, so the
+// bookkeeping below (size_, tracked_, in_flight_, write_gen_) needs no
+// locks; other threads reach a node only through EventLoop::post(). Drivers
+// hand blocking work to the ThreadPool and are resumed on the loop.
+//
+// Invariants the request layer keeps:
+//  * Tracked requests: every read, write, zero write, discard, compressed
+//    write and truncate holds a TrackedRequest over its range, widened to
+//    request_alignment, while it runs. A request is serialising when it
+//    must not overlap any other: unaligned writes and zero writes (their
+//    read-modify-write reads then rewrites whole blocks) and truncate (over
+//    everything past the new or old end). wait_serialising() makes a
+//    serialising request wait for every overlapping one, and any request
+//    wait for an overlapping serialising one, before it reaches the driver.
+//    Two overlapping writes can therefore only run together if both are
+//    aligned and non-serialising, i.e. each writes exactly its own whole
+//    blocks with no read-modify-write (as with a disk, the later one wins
+//    per block). A request that is itself waiting is skipped when others
+//    look for conflicts, and re-checks when it wakes: no deadlock.
+//  * In flight: every public request (tracked or not: flush, block_status,
+//    check too) counts in in_flight_ until it ends. close() fails new
+//    requests, then waits for the count to drop to zero before flushing and
+//    closing the driver, so no request or pool job outlives the driver's
+//    resources.
+//  * size_ is the logical size. On a node that grows on write it is raised
+//    to the end of a write's data when the write returns, never to the end
+//    of the padding an unaligned write adds. The on-disk size may exceed it
+//    while such a padded block is on disk; the driver that grows (the file
+//    driver, co_pwritev_padded) trims it back (see FileNode::grow_lock_).
 #pragma once
 
 #include <cstdint>
@@ -64,8 +95,18 @@ class BlockNode : public std::enable_shared_from_this<BlockNode> {
                                                int64_t offset, int64_t bytes);
   // Whether this layer (not its backing) allocates the range; *pnum set.
   Task<Result<bool>> is_allocated(int64_t offset, int64_t bytes, int64_t* pnum);
-  Task<Result<CheckResult>> check(bool fix) { return co_check(fix); }
-  Task<void> close();
+  Task<Result<CheckResult>> check(bool fix);
+  // Rewrites the image's own reference to its backing file (QEMU's
+  // bdrv_change_backing_file), for rebase: `name` as recorded (empty: no
+  // backing file any more), `new_backing` the image it names, opened by the
+  // caller (nullptr with an empty name). The node's children do not change.
+  Task<Status> change_backing_file(const std::string& name, const std::string& format,
+                                   BlockNode* new_backing) {
+    return co_change_backing_file(name, format, new_backing);
+  }
+  // Fails new requests, waits for every request in flight, flushes, closes
+  // the driver, then the children no one else holds. Returns the first error.
+  Task<Status> close();
 
   // ---- Properties ----
   const BlockDriver* driver() const { return driver_; }
@@ -95,6 +136,13 @@ class BlockNode : public std::enable_shared_from_this<BlockNode> {
   // "file" child and takes its size and filename.
   void attach_file(std::shared_ptr<BlockNode> file, bool read_only);
   void set_size(int64_t size) { size_ = size; }
+  // Request flags the driver honours itself (QEMU's supported_write_flags
+  // and supported_zero_flags); for kReqFua the generic layer flushes after
+  // the request where the driver does not declare it. Set in open.
+  void set_supported_flags(uint32_t write_flags, uint32_t zero_flags) {
+    supported_write_flags_ = write_flags;
+    supported_zero_flags_ = zero_flags;
+  }
   void set_read_only(bool ro) { read_only_ = ro; }
   void set_filename(std::string f) { filename_ = std::move(f); }
   void set_node_name(std::string n) { node_name_ = std::move(n); }
@@ -110,6 +158,15 @@ class BlockNode : public std::enable_shared_from_this<BlockNode> {
   // ---- Driver interface (override what the format supports) ----
   virtual Task<Status> co_preadv(int64_t offset, int64_t bytes, IoVector& qiov, uint32_t flags) = 0;
   virtual Task<Status> co_pwritev(int64_t offset, int64_t bytes, IoVector& qiov, uint32_t flags);
+  // Only on nodes that grow on write (protocol drivers, filters): an aligned
+  // write whose caller's data ends at data_end (offset < data_end <
+  // offset + bytes); the rest of the last block is padding the alignment
+  // forced, zeroes where it lies past the old end. A driver that grows
+  // should leave the node ending at data_end, not at the padded end,
+  // without ever cutting off data that a concurrent write extended. The
+  // default writes the whole blocks (the node then ends at the padded end).
+  virtual Task<Status> co_pwritev_padded(int64_t offset, int64_t bytes, IoVector& qiov,
+                                         uint32_t flags, int64_t data_end);
   virtual Task<Status> co_pwritev_compressed(int64_t offset, int64_t bytes, IoVector& qiov);
   // Return ENOTSUP to let the generic layer write a zeroed buffer instead.
   virtual Task<Status> co_pwrite_zeroes(int64_t offset, int64_t bytes, uint32_t flags);
@@ -121,9 +178,15 @@ class BlockNode : public std::enable_shared_from_this<BlockNode> {
   // without block_status); filters answer kStatusRaw to pass through.
   virtual Task<Result<BlockStatus>> co_block_status(bool want_zero, int64_t offset, int64_t bytes);
   virtual Task<Result<CheckResult>> co_check(bool fix);
+  // Default: ENOTSUP ("Operation not supported"), as for QEMU drivers
+  // without bdrv_change_backing_file.
+  virtual Task<Status> co_change_backing_file(const std::string& name, const std::string& format,
+                                              BlockNode* new_backing);
   // The driver's own limits; merged with its children's by refresh_limits().
   virtual BlockLimits driver_limits() { return {}; }
-  virtual Task<void> co_close() { co_return; }
+  // Releases the driver's resources (after every request has ended and the
+  // node was flushed); errors are reported by close().
+  virtual Task<Status> co_close() { co_return OkStatus(); }
 
   std::vector<BdrvChild> children_;
 
@@ -137,26 +200,36 @@ class BlockNode : public std::enable_shared_from_this<BlockNode> {
   };
   // Keeps a TrackedRequest in tracked_ for its lifetime (block_node.cc).
   class RequestScope;
+  class InFlight;
 
   Task<Status> aligned_preadv(int64_t offset, int64_t bytes, IoVector& qiov, uint32_t flags);
-  Task<Status> aligned_pwritev(int64_t offset, int64_t bytes, IoVector& qiov, uint32_t flags);
+  Task<Status> aligned_pwritev(int64_t offset, int64_t bytes, IoVector& qiov, uint32_t flags,
+                               int64_t data_end = 0);
   // Unaligned or memory-misaligned requests, through a bounce buffer.
   Task<Status> bounce_preadv(int64_t offset, int64_t bytes, IoVector& qiov, uint32_t flags);
   Task<Status> bounce_pwritev(int64_t offset, int64_t bytes, const IoVector& qiov, uint32_t flags);
   // Aligned write_zeroes: driver first, zeroed buffer on ENOTSUP.
-  Task<Status> do_pwrite_zeroes(int64_t offset, int64_t bytes, uint32_t flags);
-  Task<Status> zeroes_fallback(int64_t offset, int64_t bytes, uint32_t flags);
+  // The driver calls, with FUA emulated where the driver does not honour it.
+  Task<Status> driver_pwritev(int64_t offset, int64_t bytes, IoVector& qiov, uint32_t flags,
+                              int64_t data_end);
+  Task<Status> driver_pwrite_zeroes(int64_t offset, int64_t bytes, uint32_t flags);
+  Task<Status> zero_range_serialised(int64_t offset, int64_t bytes, uint32_t flags);
+  Task<Status> zero_blocks_via_driver(int64_t offset, int64_t bytes, uint32_t flags);
+  Task<Status> write_zeroed_buffers(int64_t offset, int64_t bytes, uint32_t flags);
   // Zeroes a partial-block range as data (read-modify-write).
-  Task<Status> write_zero_buffer(int64_t offset, int64_t bytes, uint32_t flags);
+  Task<Status> zero_partial_blocks_rmw(int64_t offset, int64_t bytes, uint32_t flags);
   Task<void> wait_serialising(TrackedRequest& self);
-  Status check_request(int64_t offset, int64_t bytes) const;
-  // Writes may extend protocol nodes past their end (QEMU's behaviour for a
-  // format writing new clusters at the end of its file).
+  enum class Bounds { kInside, kMayGrow, kClamped };
+  Status check_request(int64_t offset, int64_t bytes, Bounds bounds) const;
+  // Writes (data and zeroes) may extend protocol nodes past their end
+  // (QEMU's behaviour for a format writing new clusters at the end of its
+  // file).
   bool grows_on_write() const;
   Status check_write_request(int64_t offset, int64_t bytes) const;
   void note_write_end(int64_t end);
   Task<Status> pwritev_checked(int64_t offset, int64_t bytes, IoVector& qiov, uint32_t flags);
   Status check_writable() const;
+  Task<Status> flush_unless_clean();
   Status check_open() const;
   int64_t max_transfer_bytes() const;
   size_t buffer_alignment() const;
@@ -167,10 +240,19 @@ class BlockNode : public std::enable_shared_from_this<BlockNode> {
   int64_t size_ = 0;
   bool read_only_ = false;
   bool closed_ = false;
+  uint32_t supported_write_flags_ = 0;
+  uint32_t supported_zero_flags_ = 0;
   std::string filename_;
   std::string node_name_;
   BlockLimits limits_;
   std::list<TrackedRequest*> tracked_;
+  // Requests in flight (InFlight), and close() waiting for them to end.
+  int in_flight_ = 0;
+  CoQueue drained_;
+  // Completed write-like requests, and the count the last successful flush
+  // covered (flush_unless_clean).
+  uint64_t write_gen_ = 0;
+  uint64_t flushed_gen_ = 0;
 };
 
 }  // namespace coblk

@@ -17,8 +17,11 @@ enum ReqFlags : uint32_t {
   kReqMayUnmap = 1u << 0,     // write_zeroes may deallocate
   kReqNoFallback = 1u << 1,   // write_zeroes must not fall back to writing a buffer
   kReqFua = 1u << 2,          // force unit access
-  kReqZeroWrite = 1u << 3,    // internal: pwritev of zeroes (from write_zeroes fallback)
 };
+// Every public flag; the generic layer drops any other bit a caller passes
+// (bits above these are reserved for the generic layer's own use and never
+// reach a driver).
+inline constexpr uint32_t kReqPublicFlags = kReqMayUnmap | kReqNoFallback | kReqFua;
 
 // Block status bits (QEMU's BDRV_BLOCK_*).
 enum BlockStatusBits : uint32_t {
@@ -57,6 +60,9 @@ struct CheckResult {
   int64_t image_end_offset = 0;
   int64_t allocated_clusters = 0;
   int64_t total_clusters = 0;
+  // -1: the driver does not compute it (QEMU's vmdk does not; qcow2 does).
+  int64_t fragmented_clusters = -1;
+  int64_t compressed_clusters = -1;
   std::vector<std::string> messages;  // human-readable findings
 };
 

@@ -37,6 +37,10 @@ std::string EscapeCommas(const std::string& s) {
   return out;
 }
 
+auto DuplicateKey(const std::string& key) {
+  return MakeError(EINVAL, "Duplicate option '" + key + "'");
+}
+
 Status Flatten(const nlohmann::json& j, const std::string& prefix, Options& out) {
   if (j.is_object()) {
     for (const auto& [k, v] : j.items()) {
@@ -46,6 +50,9 @@ Status Flatten(const nlohmann::json& j, const std::string& prefix, Options& out)
     for (size_t i = 0; i < j.size(); i++) {
       COBLK_RETURN_IF_ERROR(Flatten(j[i], prefix + "." + std::to_string(i), out));
     }
+  } else if (out.has(prefix)) {
+    // {"file": {"filename": "a"}, "file.filename": "b"}
+    return DuplicateKey(prefix);
   } else if (j.is_string()) {
     out.set(prefix, j.get<std::string>());
   } else if (j.is_boolean()) {
@@ -108,18 +115,38 @@ Result<Options> Options::Parse(std::string_view text, std::string_view implied_k
       }
       if (e.empty()) return MakeError(EINVAL, "Invalid parameter ''");
       // QemuOpts style: a bare "flag" means flag=on.
+      if (opts.has(e)) return DuplicateKey(e);
       opts.set(e, "on");
       continue;
     }
     if (eq == 0) return MakeError(EINVAL, "Invalid parameter '" + e + "'");
-    opts.set(e.substr(0, eq), e.substr(eq + 1));
+    // A key given twice is an error, not "the last one wins".
+    const std::string key = e.substr(0, eq);
+    if (opts.has(key)) return DuplicateKey(key);
+    opts.set(key, e.substr(eq + 1));
   }
   return opts;
 }
 
 Result<Options> Options::ParseJson(std::string_view json) {
-  nlohmann::json j = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
+  // nlohmann keeps the last of duplicate keys; QEMU's parser rejects them.
+  std::vector<std::set<std::string>> open_objects;
+  std::string duplicate;
+  auto note_keys = [&](int, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
+    using Event = nlohmann::json::parse_event_t;
+    if (event == Event::object_start) {
+      open_objects.emplace_back();
+    } else if (event == Event::object_end) {
+      if (!open_objects.empty()) open_objects.pop_back();
+    } else if (event == Event::key && !open_objects.empty() && parsed.is_string()) {
+      const std::string& k = parsed.get_ref<const std::string&>();
+      if (!open_objects.back().insert(k).second && duplicate.empty()) duplicate = k;
+    }
+    return true;
+  };
+  nlohmann::json j = nlohmann::json::parse(json, note_keys, /*allow_exceptions=*/false);
   if (j.is_discarded()) return MakeError(EINVAL, "Could not parse the JSON options");
+  if (!duplicate.empty()) return DuplicateKey(duplicate);
   if (!j.is_object()) return MakeError(EINVAL, "Invalid JSON object given");
   Options opts;
   COBLK_RETURN_IF_ERROR(Flatten(j, "", opts));

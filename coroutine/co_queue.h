@@ -4,7 +4,7 @@
 #pragma once
 
 #include <coroutine>
-#include <deque>
+#include <list>
 
 #include "coroutine/executor.h"
 
@@ -46,7 +46,10 @@ class CoQueue {
     std::coroutine_handle<> handle;
     Executor* executor;
   };
-  std::deque<Waiter> waiters_;
+  // A list, not a deque: libstdc++'s deque allocates ~600 bytes when it is
+  // constructed, and queues are members of every tracked request and of
+  // every VMDK extent, most of which never get a waiter.
+  std::list<Waiter> waiters_;
 };
 
 }  // namespace coblk

@@ -5,9 +5,21 @@
 //   int v = co_await h.join();     // or sync_wait(loop, h.join())
 //
 // Dropping the JoinHandle leaves the task running to completion on its own.
+//
+// Threads: spawn() may be called from any thread. A JoinHandle may be used
+// from any thread: done() anywhere; join() awaited once, by a coroutine
+// running on any executor. The joiner is resumed on its own executor: with
+// schedule() when the task finishes on that same executor's thread, with
+// the thread-safe post() otherwise. JoinState's mutex orders the hand-off
+// (the task's result is written before done is set under the lock; the
+// joiner reads it after seeing done, or after being resumed).
 #pragma once
 
+#include <atomic>
 #include <cassert>
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
 #include <coroutine>
 #include <exception>
 #include <memory>
@@ -40,15 +52,44 @@ struct DetachedCoroutine {
 template <typename T>
 struct JoinState {
   using Stored = std::conditional_t<std::is_void_v<T>, std::monostate, T>;
-  std::optional<Stored> value;
-  std::exception_ptr exception;
-  bool done = false;
+  std::optional<Stored> value;      // written by the task before finish()
+  std::exception_ptr exception;     // likewise
+  std::atomic<bool> done{false};
+  std::mutex mu;                    // guards waiter, waiter_executor, and done's hand-off
   std::coroutine_handle<> waiter;
   Executor* waiter_executor = nullptr;
 
+  // On the task's thread, once value or exception is set.
   void finish() {
-    done = true;
-    if (waiter) waiter_executor->schedule(std::exchange(waiter, {}));
+    std::coroutine_handle<> w;
+    Executor* ex = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      done.store(true, std::memory_order_release);
+      w = std::exchange(waiter, {});
+      ex = waiter_executor;
+    }
+    if (!w) return;
+    if (ex == Executor::current())
+      ex->schedule(w);
+    else
+      ex->post([w] { w.resume(); });
+  }
+
+  // On the joiner's thread. False if the task has already finished (the
+  // joiner then goes on without suspending).
+  bool set_waiter(std::coroutine_handle<> h) {
+    Executor* ex = Executor::current();
+    if (!ex) {
+      std::fprintf(stderr, "coblk: JoinHandle::join() awaited outside any executor\n");
+      std::abort();
+    }
+    std::lock_guard<std::mutex> lock(mu);
+    if (done.load(std::memory_order_relaxed)) return false;
+    assert(!waiter && "a JoinHandle is joined once");
+    waiter = h;
+    waiter_executor = ex;
+    return true;
   }
 };
 
@@ -75,19 +116,16 @@ class JoinHandle {
   explicit JoinHandle(std::shared_ptr<detail::JoinState<T>> state)
       : state_(std::move(state)) {}
 
-  bool done() const { return state_->done; }
+  // Whether the task has finished. Any thread.
+  bool done() const { return state_->done.load(std::memory_order_acquire); }
 
   // Awaits completion and returns the task's result (rethrows its exception).
-  // Must be awaited on the executor the task was spawned on.
+  // Await it once, from a coroutine on any executor (see the top of the file).
   auto join() {
     struct Awaiter {
       std::shared_ptr<detail::JoinState<T>> state;
-      bool await_ready() const noexcept { return state->done; }
-      void await_suspend(std::coroutine_handle<> h) {
-        assert(!state->waiter && "a JoinHandle is joined once");
-        state->waiter = h;
-        state->waiter_executor = Executor::current();
-      }
+      bool await_ready() const noexcept { return state->done.load(std::memory_order_acquire); }
+      bool await_suspend(std::coroutine_handle<> h) { return state->set_waiter(h); }
       T await_resume() {
         if (state->exception) std::rethrow_exception(state->exception);
         if constexpr (!std::is_void_v<T>) return std::move(*state->value);

@@ -22,8 +22,10 @@ static Task<Status> write_and_verify(AioEngine& aio, int fd, int index) {
   AlignedBuffer out(kChunk), in(kChunk);
   std::memset(out.data(), 'A' + index % 26, kChunk);
   const uint64_t offset = static_cast<uint64_t>(index) * kChunk;
-  COBLK_CO_RETURN_IF_ERROR(co_await aio.pwritev(fd, out.iov(), offset));
-  COBLK_CO_RETURN_IF_ERROR(co_await aio.preadv(fd, in.iov(), offset));
+  // The vectors must outlive the I/O: AioEngine takes them by reference.
+  IoVector out_iov = out.iov(), in_iov = in.iov();
+  COBLK_CO_RETURN_IF_ERROR(co_await aio.pwritev(fd, out_iov, offset));
+  COBLK_CO_RETURN_IF_ERROR(co_await aio.preadv(fd, in_iov, offset));
   if (std::memcmp(out.data(), in.data(), kChunk) != 0)
     co_return MakeError(EIO, "data mismatch at offset " + std::to_string(offset));
   co_return OkStatus();

@@ -39,16 +39,14 @@ AioEngine::~AioEngine() {
   if (ctx_) io_destroy(ctx_);
 }
 
-AioEngine::Op::Op(AioEngine& engine, bool is_write, int fd, const IoVector& iov,
-                  uint64_t offset)
+AioEngine::Op::Op(AioEngine& engine, bool is_write, int fd, IoVector& iov, uint64_t offset)
     : engine_(engine), is_write_(is_write) {
   req_.iov = &iov;
+  iovec* entries = iov.data();
   if (is_write)
-    io_prep_pwritev(&req_.cb, fd, const_cast<iovec*>(iov.data()), iov.count(),
-                    static_cast<long long>(offset));
+    io_prep_pwritev(&req_.cb, fd, entries, iov.count(), static_cast<long long>(offset));
   else
-    io_prep_preadv(&req_.cb, fd, const_cast<iovec*>(iov.data()), iov.count(),
-                   static_cast<long long>(offset));
+    io_prep_preadv(&req_.cb, fd, entries, iov.count(), static_cast<long long>(offset));
   req_.cb.data = &req_;
   io_set_eventfd(&req_.cb, engine.event_fd_);
 }
@@ -69,8 +67,7 @@ Status AioEngine::Op::await_resume() {
   if (static_cast<size_t>(res) < want) {
     if (is_write_) return MakeError(ENOSPC, "short write: " + std::string(std::strerror(ENOSPC)));
     // Reading past end of file: the rest reads as zeros.
-    const_cast<IoVector*>(req_.iov)->memset(static_cast<size_t>(res), 0,
-                                            want - static_cast<size_t>(res));
+    req_.iov->memset(static_cast<size_t>(res), 0, want - static_cast<size_t>(res));
   }
   return OkStatus();
 }

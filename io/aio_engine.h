@@ -50,16 +50,27 @@ class AioEngine {
   struct Request {
     iocb cb{};
     std::coroutine_handle<> waiter;
-    const IoVector* iov = nullptr;
+    IoVector* iov = nullptr;
     long result = 0;
   };
 
  public:
-  // Awaitable returned by preadv/pwritev. The IoVector must outlive the
-  // co_await (a temporary in the co_await expression does).
+  // Awaitable returned by preadv/pwritev: co_await it where it is made
+  // (`co_await engine.preadv(fd, qiov, off)`). Misuse does not compile:
+  //  * the iocb inside points at the Op itself (cb.data) and the kernel
+  //    keeps the iocb's address until completion, so an Op can be neither
+  //    copied nor moved;
+  //  * the kernel reads or fills the caller's memory until the Op completes,
+  //    so the IoVector is taken by non-const lvalue reference (a temporary
+  //    vector, which would die before the I/O ends, is rejected), and a
+  //    short read zero-fills the vector's tail through that same reference.
   class Op {
    public:
-    Op(AioEngine& engine, bool is_write, int fd, const IoVector& iov, uint64_t offset);
+    Op(AioEngine& engine, bool is_write, int fd, IoVector& iov, uint64_t offset);
+    Op(const Op&) = delete;
+    Op& operator=(const Op&) = delete;
+    Op(Op&&) = delete;
+    Op& operator=(Op&&) = delete;
     bool await_ready() const noexcept { return false; }
     void await_suspend(std::coroutine_handle<> h);
     Status await_resume();
@@ -70,12 +81,12 @@ class AioEngine {
     bool is_write_;
   };
 
-  Op preadv(int fd, const IoVector& iov, uint64_t offset) {
-    return Op(*this, false, fd, iov, offset);
-  }
-  Op pwritev(int fd, const IoVector& iov, uint64_t offset) {
-    return Op(*this, true, fd, iov, offset);
-  }
+  // The IoVector (and the memory it describes) must stay alive and untouched
+  // until the co_await on the returned Op has resumed.
+  Op preadv(int fd, IoVector& iov, uint64_t offset) { return Op(*this, false, fd, iov, offset); }
+  Op pwritev(int fd, IoVector& iov, uint64_t offset) { return Op(*this, true, fd, iov, offset); }
+  Op preadv(int fd, IoVector&& iov, uint64_t offset) = delete;
+  Op pwritev(int fd, IoVector&& iov, uint64_t offset) = delete;
 
   void plug() { ++plugged_; }
   void unplug();

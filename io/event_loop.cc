@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 
 #include "io/aio_engine.h"
 
@@ -90,6 +92,15 @@ Status EventLoop::add_fd(int fd, uint32_t events, FdHandler handler) {
   return OkStatus();
 }
 
+Status EventLoop::modify_fd(int fd, uint32_t events) {
+  if (!handlers_.contains(fd)) return MakeError(ENOENT, "modify_fd: fd is not watched");
+  epoll_event ev{};
+  ev.events = events;
+  ev.data.fd = fd;
+  if (epoll_ctl(epfd_, EPOLL_CTL_MOD, fd, &ev) < 0) return ErrnoError("epoll_ctl(MOD)");
+  return OkStatus();
+}
+
 void EventLoop::remove_fd(int fd) {
   epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, nullptr);
   handlers_.erase(fd);
@@ -144,8 +155,25 @@ void EventLoop::run_ready() {
 }
 
 void EventLoop::run_once(bool block) {
-  Executor* previous = Executor::current();
-  set_current(this);
+  if (in_iteration_) {
+    std::fprintf(stderr,
+                 "coblk: EventLoop re-entered: run_once() (e.g. through sync_wait() or a "
+                 "blocking BlockBackend call) was called from code running on the same loop; "
+                 "await the co_* form instead (co_close() to close a backend)\n");
+    std::abort();
+  }
+  struct IterationScope {
+    EventLoop& loop;
+    Executor* previous = Executor::current();
+    explicit IterationScope(EventLoop& l) : loop(l) {
+      loop.in_iteration_ = true;
+      loop.set_current(&loop);
+    }
+    ~IterationScope() {
+      loop.set_current(previous);
+      loop.in_iteration_ = false;
+    }
+  } scope(*this);
   ++iterations_;
   for (auto& hook : pre_poll_hooks_) hook.second();
 
@@ -166,12 +194,12 @@ void EventLoop::run_once(bool block) {
   }
   run_timers();
   run_ready();
-  set_current(previous);
 }
 
+// Each stop() ends one run(): a stop() that arrives before run() starts
+// (or between two runs) is kept and makes the next run() return at once.
 void EventLoop::run() {
-  stop_.store(false);
-  while (!stop_.load(std::memory_order_acquire)) run_once(true);
+  while (!stop_.exchange(false, std::memory_order_acq_rel)) run_once(true);
 }
 
 void EventLoop::stop() {

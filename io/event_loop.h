@@ -43,6 +43,10 @@ class EventLoop final : public Executor {
   TimerId add_timer(std::chrono::nanoseconds delay,
                     std::function<void()> fn) override;
   void cancel_timer(TimerId id) override;
+  // Never re-entrant: calling it (directly, or through sync_wait or a
+  // blocking BlockBackend call) from code the loop is running — a coroutine,
+  // a callback, a timer — would run the outer iteration's ready list from
+  // under it. That aborts with a message saying so; use the co_* forms.
   void run_once(bool block) override;
 
   // Bottom half: fn runs after the current callback returns.
@@ -50,13 +54,18 @@ class EventLoop final : public Executor {
 
   // Watches fd for epoll events (EPOLLIN, ...). One handler per fd.
   Status add_fd(int fd, uint32_t events, FdHandler handler);
+  // Changes the events watched on an fd already added (e.g. EPOLLOUT only
+  // while a socket has data queued to send). The handler stays.
+  Status modify_fd(int fd, uint32_t events);
   void remove_fd(int fd);
 
   // Called before every epoll_wait. Returns an id for remove_pre_poll_hook.
   int add_pre_poll_hook(std::function<void()> hook);
   void remove_pre_poll_hook(int id);
 
-  // Runs iterations until stop() is called (from any thread).
+  // Runs iterations until stop() is called (from any thread). A stop() made
+  // before run() starts is not lost: that run() returns after at most one
+  // iteration.
   void run();
   void stop();
 
@@ -65,6 +74,9 @@ class EventLoop final : public Executor {
   void make_current() { set_current(this); }
 
   uint64_t iterations() const { return iterations_; }
+  // True while run_once is on the stack (of the loop's thread): code that
+  // must not block the loop checks this.
+  bool in_iteration() const { return in_iteration_; }
 
   // The loop's shared libaio engine, created on first use with queue_depth
   // (later calls return the existing engine). Like QEMU, one AIO context per
@@ -107,6 +119,7 @@ class EventLoop final : public Executor {
   std::atomic<bool> wake_pending_{false};
   std::atomic<bool> stop_{false};
   uint64_t iterations_ = 0;
+  bool in_iteration_ = false;  // loop thread only
   static constexpr unsigned kPollEveryBusy = 16;
   unsigned busy_iterations_ = 0;
   std::unique_ptr<AioEngine> aio_;

@@ -28,6 +28,7 @@ class IoVector {
   size_t size() const { return size_; }
   int count() const { return static_cast<int>(iov_.size()); }
   const iovec* data() const { return iov_.data(); }
+  iovec* data() { return iov_.data(); }
   std::span<const iovec> entries() const { return iov_; }
 
   // Copies between the vector's bytes at offset and a flat buffer.

@@ -14,14 +14,23 @@ ThreadPool::~ThreadPool() {
   for (auto& t : threads_) t.join();
 }
 
+// idle_ counts the workers waiting on cv_; a woken worker leaves it only
+// when it runs again, after taking its job off jobs_. So every queued job
+// beyond idle_ has no worker coming for it: start a thread for it (up to
+// max_threads_). Comparing idle_ with zero instead woke the same sleeping
+// worker for a whole burst and never started more threads.
 void ThreadPool::submit(std::function<void()> fn) {
   std::lock_guard<std::mutex> lock(mu_);
   jobs_.push_back(std::move(fn));
-  // Threads are started on demand, up to max_threads_.
-  if (idle_ == 0 && threads_.size() < max_threads_)
+  if (jobs_.size() > idle_ && threads_.size() < max_threads_)
     threads_.emplace_back([this] { worker(); });
   else
     cv_.notify_one();
+}
+
+unsigned ThreadPool::idle_count() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return idle_;
 }
 
 unsigned ThreadPool::thread_count() const {

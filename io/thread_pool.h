@@ -57,6 +57,8 @@ class ThreadPool {
   }
 
   unsigned thread_count() const;
+  // Workers waiting for a job (for tests).
+  unsigned idle_count() const;
 
  private:
   void worker();

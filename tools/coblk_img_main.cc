@@ -12,6 +12,8 @@
 #include <string>
 #include <string_view>
 
+#include <getopt.h>
+
 #include "coroutine/sync_wait.h"
 #include "block/block_driver.h"
 #include "tools/img_commands.h"
@@ -26,6 +28,23 @@ void ImgError(const char* fmt, ...) {
   std::vfprintf(stderr, fmt, ap);
   va_end(ap);
   std::fprintf(stderr, "\n");
+}
+
+int ImgErrorExit(const char* fmt, ...) {
+  std::fflush(stdout);
+  std::fprintf(stderr, "coblk-img: ");
+  va_list ap;
+  va_start(ap, fmt);
+  std::vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  std::fprintf(stderr, "\nTry 'coblk-img --help' for more information\n");
+  return 1;
+}
+
+int ImgBadOption(int c, char** argv) {
+  const char* opt = optind > 0 ? argv[optind - 1] : "";
+  if (c == ':') return ImgErrorExit("missing argument for option '%s'", opt);
+  return ImgErrorExit("unrecognized option '%s'", opt);
 }
 
 std::unique_ptr<OpenedImage> ImgOpen(const ImageSpec& spec, bool no_backing) {
@@ -69,18 +88,32 @@ const Subcommand kSubcommands[] = {
      "bench [-c count] [-d depth] [-f fmt] [--flush-interval=flush_interval] [-i aio] [-n] "
      "[--no-drain] [-o offset] [--pattern=pattern] [-q] [-r|--random] [-s buffer_size] "
      "[-S step_size] [-t cache] [-U] [-w] [--image-opts] filename"},
+    {"commit", coblk::tools::ImgCommit,
+     "commit [--image-opts] [-q] [-f fmt] [-t cache] [-b base] [-r rate_limit] [-d] [-p] "
+     "filename"},
+    {"compare", coblk::tools::ImgCompare,
+     "compare [--image-opts] [-f fmt] [-F fmt] [-T src_cache] [-p] [-q] [-s] [-U] "
+     "filename1 filename2"},
     {"check", coblk::tools::ImgCheck,
-     "check [-f fmt] [--output=ofmt] [-r [leaks | all]] [-U] [--image-opts] filename"},
+     "check [--image-opts] [-q] [-f fmt] [--output=ofmt] [-r [leaks | all]] [-T src_cache] [-U] "
+     "filename"},
     {"convert", coblk::tools::ImgConvert,
      "convert [-c] [-f fmt] [-n] [-O output_fmt] [-o options] [-p] [-q] [-m num_coroutines] "
      "[-W] [-S sparse_size] [-t cache] [-T src_cache] [-B backing_file [-F backing_fmt]] [-U] "
      "[--image-opts] [--target-is-zero] filename [filename2 [...]] output_filename"},
     {"create", coblk::tools::ImgCreate,
-     "create [-f fmt] [-o options] [-b backing_file [-F backing_fmt]] filename [size]"},
+     "create [-q] [-f fmt] [-b backing_file [-F backing_fmt]] [-u] [-o options] filename [size]"},
+    {"rebase", coblk::tools::ImgRebase,
+     "rebase [--image-opts] [-U] [-q] [-f fmt] [-t cache] [-T src_cache] [-p] [-u] "
+     "-b backing_file [-F backing_fmt] filename"},
+    {"resize", coblk::tools::ImgResize,
+     "resize [--image-opts] [-f fmt] [--preallocation=prealloc] [-q] [--shrink] "
+     "filename [+ | -]size"},
     {"info", coblk::tools::ImgInfo,
-     "info [-f fmt] [--output=ofmt] [-U] [--image-opts] filename"},
+     "info [--image-opts] [-f fmt] [--output=ofmt] [--backing-chain] [-U] filename"},
     {"map", coblk::tools::ImgMap,
-     "map [-f fmt] [--output=ofmt] [-U] [--image-opts] filename"},
+     "map [--image-opts] [-f fmt] [--start-offset=offset] [--max-length=len] [--output=ofmt] "
+     "[-U] filename"},
 };
 
 const char* OptionType(coblk::CreateOption::Type t) {
@@ -111,7 +144,9 @@ void ListDrivers() {
   }
 }
 
-void Help() {
+}  // namespace
+
+int coblk::tools::ImgHelp() {
   std::printf("coblk-img -- a qemu-img compatible image utility\n"
               "usage: coblk-img [--plugin FILE]... command [command options]\n"
               "       coblk-img [--plugin FILE]... --list-drivers\n\n"
@@ -119,9 +154,8 @@ void Help() {
   for (const Subcommand& s : kSubcommands) std::printf("  %s\n", s.synopsis);
   std::printf("\nThe bench extension -r/--random reads or writes at random offsets "
               "(aligned to 4 KiB) instead of qemu-img bench's sequential pattern.\n");
+  return 0;
 }
-
-}  // namespace
 
 int main(int argc, char** argv) {
   if (coblk::Status s = coblk::LoadDriverPluginsFromEnvironment(); !s) {
@@ -159,19 +193,15 @@ int main(int argc, char** argv) {
     ListDrivers();
     return 0;
   }
-  if (argc < 2) {
-    coblk::tools::ImgError("Not enough arguments");
-    std::fprintf(stderr, "Try 'coblk-img --help' for more information\n");
-    return 1;
-  }
+  if (argc < 2) return coblk::tools::ImgErrorExit("Not enough arguments");
   const char* cmd = argv[1];
-  if (!std::strcmp(cmd, "-h") || !std::strcmp(cmd, "--help")) {
-    Help();
+  if (!std::strcmp(cmd, "-h") || !std::strcmp(cmd, "--help")) return coblk::tools::ImgHelp();
+  if (!std::strcmp(cmd, "-V") || !std::strcmp(cmd, "--version")) {
+    std::printf("coblk-img version " COBLK_VERSION "\n");
     return 0;
   }
   for (const Subcommand& s : kSubcommands) {
     if (!std::strcmp(cmd, s.name)) return s.fn(argc - 1, argv + 1);
   }
-  coblk::tools::ImgError("Command not found: %s", cmd);
-  return 1;
+  return coblk::tools::ImgErrorExit("Command not found: %s", cmd);
 }

@@ -157,7 +157,7 @@ int ImgBench(int argc, char** argv) {
   int64_t flush_interval = 0;
   bool write = false, drain_on_flush = true, quiet = false, random = false;
   optind = 0;
-  for (int c; (c = getopt_long(argc, argv, "+:hc:d:f:ni:o:qrs:S:t:wU", kLong, nullptr)) != -1;) {
+  for (int c; (c = getopt_long(argc, argv, ":hc:d:f:ni:o:qrs:S:t:wU", kLong, nullptr)) != -1;) {
     switch (c) {
       case 'c':
         if (!ParseInt(optarg, INT_MAX, &count)) {
@@ -216,22 +216,11 @@ int ImgBench(int argc, char** argv) {
         break;
       case kNoDrain: drain_on_flush = false; break;
       case kImageOpts: spec.image_opts = true; break;
-      case ':':
-        ImgError("argument expected for option '%s'", argv[optind - 1]);
-        return 1;
-      case 'h':
-      default:
-        std::fprintf(stderr, "usage: coblk-img bench [-c count] [-d depth] [-f fmt] "
-                             "[--flush-interval=N] [-i aio] [-n] [--no-drain] [-o offset] "
-                             "[--pattern=N] [-q] [-r|--random] [-s size] [-S step] [-t cache] "
-                             "[-w] [-U] [--image-opts] filename\n");
-        return 1;
+      case 'h': return ImgHelp();
+      default: return ImgBadOption(c, argv);
     }
   }
-  if (optind != argc - 1) {
-    ImgError("Expecting one image file name");
-    return 1;
-  }
+  if (optind != argc - 1) return ImgErrorExit("Expecting one image file name");
   if (!write && flush_interval) {
     ImgError("--flush-interval is only available in write tests");
     return 1;

@@ -10,10 +10,16 @@
 
 #include "coroutine/sync_wait.h"
 #include "tools/img_commands.h"
+#include "tools/info_dump.h"
 
 namespace coblk::tools {
 
 namespace {
+
+bool HasClusterStats(const CheckResult& r) {
+  return r.total_clusters != 0 && r.allocated_clusters != 0 && r.fragmented_clusters >= 0 &&
+         r.compressed_clusters >= 0;
+}
 
 void PrintCheck(const CheckResult& r, bool quiet) {
   if (quiet) return;
@@ -35,22 +41,49 @@ void PrintCheck(const CheckResult& r, bool quiet) {
                   r.check_errors);
     }
   }
-  if (r.total_clusters != 0 && r.allocated_clusters != 0) {
-    // coblk does not track fragmentation or compression in CheckResult.
+  // QEMU's line needs all four figures; drivers that do not compute the
+  // fragmented and compressed counts (vmdk, like QEMU's) get no line.
+  if (HasClusterStats(r)) {
+    auto percent = [&](int64_t n) {
+      return static_cast<double>(n) * 100.0 / static_cast<double>(r.total_clusters);
+    };
     std::printf("%" PRId64 "/%" PRId64 " = %0.2f%% allocated, %0.2f%% fragmented, "
                 "%0.2f%% compressed clusters\n",
-                r.allocated_clusters, r.total_clusters,
-                static_cast<double>(r.allocated_clusters) * 100.0 /
-                    static_cast<double>(r.total_clusters),
-                0.0, 0.0);
+                r.allocated_clusters, r.total_clusters, percent(r.allocated_clusters),
+                percent(r.fragmented_clusters), percent(r.compressed_clusters));
   }
   if (r.image_end_offset) std::printf("Image end offset: %" PRId64 "\n", r.image_end_offset);
 }
 
 }  // namespace
 
+// qemu-img's ImageCheck in JSON: optional members only when non-zero; the
+// cluster statistics only when the driver computes them all (see PrintCheck).
+nlohmann::ordered_json CheckJson(const CheckResult& r, const std::string& filename,
+                                 const std::string& format) {
+  nlohmann::ordered_json j;
+  j["filename"] = filename;
+  j["format"] = format;
+  j["check-errors"] = r.check_errors;
+  auto optional = [&](const char* key, int64_t v) {
+    if (v != 0) j[key] = v;
+  };
+  optional("image-end-offset", r.image_end_offset);
+  optional("corruptions", r.corruptions);
+  optional("leaks", r.leaks);
+  optional("corruptions-fixed", r.corruptions_fixed);
+  optional("leaks-fixed", r.leaks_fixed);
+  if (HasClusterStats(r)) {
+    optional("total-clusters", r.total_clusters);
+    optional("allocated-clusters", r.allocated_clusters);
+    optional("fragmented-clusters", r.fragmented_clusters);
+    optional("compressed-clusters", r.compressed_clusters);
+  }
+  return j;
+}
+
 int ImgCheck(int argc, char** argv) {
-  enum { kOutput = 256, kImageOpts };
+  enum { kOutput = 256, kImageOpts, kObject };
   static const option kLong[] = {
       {"help", no_argument, nullptr, 'h'},
       {"format", required_argument, nullptr, 'f'},
@@ -58,43 +91,41 @@ int ImgCheck(int argc, char** argv) {
       {"output", required_argument, nullptr, kOutput},
       {"image-opts", no_argument, nullptr, kImageOpts},
       {"force-share", no_argument, nullptr, 'U'},
+      {"object", required_argument, nullptr, kObject},
       {nullptr, 0, nullptr, 0},
   };
   ImageSpec spec;
   spec.read_only = true;
   bool fix = false, quiet = false;
+  std::string output = "human";
   optind = 0;
-  for (int c; (c = getopt_long(argc, argv, "+f:hr:qU", kLong, nullptr)) != -1;) {
+  for (int c; (c = getopt_long(argc, argv, ":hf:r:T:qU", kLong, nullptr)) != -1;) {
     switch (c) {
+      case 'h': return ImgHelp();
       case 'f': spec.format = optarg; break;
       case 'r':
         if (std::strcmp(optarg, "leaks") && std::strcmp(optarg, "all")) {
-          ImgError("Unknown option value for -r (expecting 'leaks' or 'all'): %s", optarg);
-          return 1;
+          return ImgErrorExit("Unknown option value for -r (expecting 'leaks' or 'all'): %s",
+                              optarg);
         }
         fix = true;  // coblk's check has one repair level
         spec.read_only = false;
         break;
+      case 'T': spec.cache = optarg; break;
       case 'q': quiet = true; break;
       case 'U': spec.force_share = true; break;
-      case kOutput:
-        if (std::strcmp(optarg, "human")) {
-          ImgError("--output must be used with human as argument.");
-          return 1;
-        }
-        break;
+      case kOutput: output = optarg; break;
       case kImageOpts: spec.image_opts = true; break;
-      case 'h':
-      default:
-        std::fprintf(stderr, "usage: coblk-img check [-f fmt] [-r [leaks | all]] [-q] [-U] "
-                             "[--image-opts] filename\n");
-        return 1;
+      case kObject: return ImgErrorExit("--object is not supported by coblk-img");
+      default: return ImgBadOption(c, argv);
     }
   }
-  if (optind != argc - 1) {
-    ImgError("Expecting one image file name");
+  if (optind != argc - 1) return ImgErrorExit("Expecting one image file name");
+  if (output != "human" && output != "json") {
+    ImgError("--output must be used with human or json as argument.");
     return 1;
   }
+  const bool json = output == "json";
   spec.filename = argv[optind];
   auto img = ImgOpen(spec);
   if (!img) return 1;
@@ -110,7 +141,7 @@ int ImgCheck(int argc, char** argv) {
   }
   for (const std::string& m : r->messages) std::fprintf(stderr, "%s\n", m.c_str());
   if (r->corruptions_fixed || r->leaks_fixed) {
-    if (!quiet) {
+    if (!quiet && !json) {
       std::printf("The following inconsistencies were found and repaired:\n\n"
                   "    %" PRId64 " leaked clusters\n"
                   "    %" PRId64 " corruptions\n\n"
@@ -123,10 +154,24 @@ int ImgCheck(int argc, char** argv) {
       return 1;
     }
     for (const std::string& m : again->messages) std::fprintf(stderr, "%s\n", m.c_str());
+    again->corruptions_fixed = r->corruptions_fixed;
+    again->leaks_fixed = r->leaks_fixed;
     r = std::move(again);
   }
-  PrintCheck(*r, quiet);
-  if (r->check_errors) return 3;
+  if (json) {
+    if (!quiet) {
+      std::printf("%s\n", JsonPretty(CheckJson(*r, spec.filename,
+                                               std::string(node.driver()->format_name())))
+                               .c_str());
+    }
+  } else {
+    PrintCheck(*r, quiet);
+  }
+  // qemu-img: internal errors during the check mean it did not complete.
+  if (r->check_errors) {
+    ImgError("Check failed");
+    return 1;
+  }
   if (r->corruptions) return 2;
   if (r->leaks) return 3;
   return 0;

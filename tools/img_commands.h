@@ -20,18 +20,41 @@ int ImgMap(int argc, char** argv);
 int ImgCheck(int argc, char** argv);
 int ImgBench(int argc, char** argv);
 int ImgConvert(int argc, char** argv);
+int ImgCompare(int argc, char** argv);
+int ImgCommit(int argc, char** argv);
+int ImgRebase(int argc, char** argv);
+int ImgResize(int argc, char** argv);
 
 // `create -o help` / `convert -o help`: the driver's create options, sorted.
 void PrintCreateHelp(const BlockDriver& drv);
 
 // Parses "[-f fmt] [--output=human|json] [-U] [--image-opts] filename", the
-// arguments info and map share, into a read-only spec. Prints usage or the
-// error and returns false on bad arguments.
-bool ParseImageQueryArgs(int argc, char** argv, const char* usage, ImageSpec* spec,
-                         std::string* output);
+// arguments info and map share, into a read-only spec, plus info's
+// --backing-chain and map's --start-offset / --max-length where `extra`
+// allows them. Prints the error as qemu-img does and returns 1 on bad
+// arguments, 0 after -h/--help (help printed), -1 to go on.
+struct QueryExtras {
+  bool allow_backing_chain = false;
+  bool allow_range = false;
+  bool backing_chain = false;
+  int64_t start_offset = 0;
+  int64_t max_length = -1;  // -1: to the end
+};
+int ParseImageQueryArgs(int argc, char** argv, ImageSpec* spec, std::string* output,
+                        QueryExtras* extra);
 
 // "coblk-img: <message>" on stderr, like qemu-img's error_report.
 void ImgError(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+// qemu-img's error_exit: the message, then "Try 'coblk-img --help' for more
+// information". Returns 1, the exit status.
+int ImgErrorExit(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+// For getopt's ':' (missing argument) and '?' (unknown option) answers, with
+// an option string that starts with ":" (after "+"): qemu-img's
+// missing_argument / unrecognized_option. Returns 1.
+int ImgBadOption(int c, char** argv);
+// `coblk-img --help` (and every subcommand's -h/--help, as qemu-img): the
+// usage of every command. Returns 0.
+int ImgHelp();
 
 // Creates the event loop and opens spec, reporting failures like qemu-img
 // ("Could not open 'x': ..."). Returns nullptr after printing on failure.

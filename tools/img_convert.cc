@@ -29,6 +29,7 @@
 #include "coroutine/when_all.h"
 #include "io/aligned_buffer.h"
 #include "tools/img_commands.h"
+#include "tools/progress.h"
 
 namespace coblk::tools {
 
@@ -39,38 +40,6 @@ constexpr int64_t kIoBufSectors = (int64_t{2} << 20) / kSector;  // IO_BUF_SIZE:
 constexpr int64_t kMaxBufSectors = 32768;                        // MAX_BUF_SECTORS: 16 MiB
 constexpr int kMaxCoroutines = 16;
 constexpr int64_t kRequestMaxSectors = INT_MAX >> 9;  // BDRV_REQUEST_MAX_SECTORS
-
-// util/qemu-progress.c, simple mode: "    (12.34/100%)\r" on stdout; printed
-// when it moved by more than min_skip, or is exactly 0 or 100.
-class Progress {
- public:
-  Progress(bool enabled, float min_skip) : enabled_(enabled), min_skip_(min_skip) {}
-  void print(float delta, int max) {
-    float current = max == 0 ? delta : current_ + delta / 100 * static_cast<float>(max);
-    if (current > 100) current = 100;
-    current_ = current;
-    if (current > last_print_ + min_skip_ || current < last_print_ - min_skip_ || current == 0 ||
-        current == 100) {
-      last_print_ = current_;
-      if (enabled_) {
-        std::printf("    (%3.2f/100%%)\r", static_cast<double>(current_));
-        std::fflush(stdout);
-      }
-    }
-  }
-  void end() {
-    if (enabled_) {
-      std::printf("\n");
-      std::fflush(stdout);
-    }
-  }
-
- private:
-  bool enabled_;
-  float min_skip_;
-  float current_ = 0;
-  float last_print_ = 0;
-};
 
 enum class Blk { kData, kZero, kBackingFile };
 
@@ -497,17 +466,8 @@ int ImgConvert(int argc, char** argv) {
               -1;) {
     switch (c) {
       case ':':
-        ImgError("option '%s' requires an argument", argv[optind - 1]);
-        return TryHelp();
-      case '?':
-        ImgError("unrecognized option '%s'", argv[optind - 1]);
-        return TryHelp();
-      case 'h':
-        std::printf("usage: coblk-img convert [-c] [-f fmt] [-n] [-O output_fmt] [-o options] "
-                    "[-p] [-q] [-m num_coroutines] [-W] [-S sparse_size] [-t cache] "
-                    "[-T src_cache] [-B backing_file [-F backing_fmt]] [-U] [--image-opts] "
-                    "[--target-is-zero] filename [filename2 [...]] output_filename\n");
-        return 0;
+      case '?': return ImgBadOption(c, argv);
+      case 'h': return ImgHelp();
       case 'f': fmt = optarg; break;
       case 'O': out_fmt = optarg; break;
       case 'B': out_baseimg = optarg; break;

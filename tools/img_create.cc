@@ -97,9 +97,13 @@ void PrintCreateHelp(const BlockDriver& drv) {
 
 int ImgCreate(int argc, char** argv) {
   std::string fmt = "raw", backing, backing_fmt, options;
-  bool quiet = false;
+  bool quiet = false, unsafe = false;
   optind = 0;
-  for (int c; (c = getopt(argc, argv, "+F:b:f:o:qu")) != -1;) {
+  static const option kLong[] = {
+      {"help", no_argument, nullptr, 'h'},
+      {nullptr, 0, nullptr, 0},
+  };
+  for (int c; (c = getopt_long(argc, argv, ":F:b:f:ho:qu", kLong, nullptr)) != -1;) {
     switch (c) {
       case 'F': backing_fmt = optarg; break;
       case 'b': backing = optarg; break;
@@ -109,8 +113,9 @@ int ImgCreate(int argc, char** argv) {
         options += optarg;
         break;
       case 'q': quiet = true; break;
-      case 'u': break;  // qemu-img's "unsafe: do not open the backing file": nothing to skip
-      default: return 1;
+      case 'u': unsafe = true; break;  // do not open the backing file (given a size)
+      case 'h': return ImgHelp();
+      default: return ImgBadOption(c, argv);
     }
   }
   const BlockDriver* drv = FindFormatDriver(fmt);
@@ -124,10 +129,7 @@ int ImgCreate(int argc, char** argv) {
     PrintCreateHelp(*drv);
     return 0;
   }
-  if (optind >= argc) {
-    ImgError("Expecting image file name");
-    return 1;
-  }
+  if (optind >= argc) return ImgErrorExit("Expecting image file name");
   const std::string filename = argv[optind++];
   if (!drv) {
     ImgError("%s: Unknown file format '%s'", filename.c_str(), fmt.c_str());
@@ -147,9 +149,16 @@ int ImgCreate(int argc, char** argv) {
     }
     opts->set("size", std::to_string(*size));
   }
-  if (optind < argc) {
-    ImgError("Unexpected argument: %s", argv[optind]);
-    return 1;
+  if (optind < argc) return ImgErrorExit("Unexpected argument: %s", argv[optind]);
+  // Like qemu-img, options are checked against the driver's list before
+  // anything is printed or created.
+  if (!drv->create_options().empty()) {
+    for (const auto& [key, value] : opts->values()) {
+      if (!HasOption(*drv, key)) {
+        ImgError("%s: Invalid parameter '%s'", filename.c_str(), key.c_str());
+        return 1;
+      }
+    }
   }
   if (!backing.empty()) {
     if (!HasOption(*drv, "backing_file")) {
@@ -160,18 +169,26 @@ int ImgCreate(int argc, char** argv) {
     opts->set("backing_file", backing);
     if (!backing_fmt.empty()) opts->set("backing_fmt", backing_fmt);
   }
-  if (!opts->has("size")) {
-    if (backing.empty()) {
-      ImgError("%s: Image creation needs a size parameter", filename.c_str());
-      return 1;
+  if (!opts->has("size") && backing.empty()) {
+    ImgError("%s: Image creation needs a size parameter", filename.c_str());
+    return 1;
+  }
+  // qemu-img opens the backing file before formatting (to take its size, or
+  // to make sure it exists) unless -u is given with a size.
+  if (!backing.empty() && !(unsafe && opts->has("size"))) {
+    // A relative backing name is relative to the new image's directory.
+    std::string backing_path = backing;
+    if (const size_t slash = filename.rfind('/');
+        slash != std::string::npos && !backing.starts_with('/') && !backing.starts_with("json:")) {
+      backing_path = filename.substr(0, slash + 1) + backing;
     }
-    Result<int64_t> size = BackingSize(backing, backing_fmt);
+    Result<int64_t> size = BackingSize(backing_path, backing_fmt);
     if (!size) {
-      ImgError("%s: Could not open backing image: %s", filename.c_str(),
-               size.error().ToString().c_str());
+      ImgError("%s: %s", filename.c_str(), size.error().ToString().c_str());
+      std::fprintf(stderr, "Could not open backing image.\n");
       return 1;
     }
-    opts->set("size", std::to_string(*size));
+    if (!opts->has("size")) opts->set("size", std::to_string(*size));
   }
 
   if (!quiet) {

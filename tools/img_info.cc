@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "block/block_driver.h"
 #include "tools/human_size.h"
@@ -50,8 +51,8 @@ void PrintHuman(const ImageInfo& info) {
   }
 }
 
-// Key order of qemu-img 7.2's QAPI ImageInfo output.
-void PrintJson(const ImageInfo& info, bool has_dirty_flag) {
+// qemu-img 7.2's QAPI ImageInfo (JsonPretty puts the keys in QEMU's order).
+nlohmann::ordered_json InfoJson(const ImageInfo& info, bool has_dirty_flag) {
   nlohmann::ordered_json j;
   if (!info.backing_filename.empty() && !info.backing_format.empty()) {
     j["backing-filename-format"] = info.backing_format;
@@ -73,69 +74,107 @@ void PrintJson(const ImageInfo& info, bool has_dirty_flag) {
     j["backing-filename"] = info.backing_filename;
   }
   if (has_dirty_flag) j["dirty-flag"] = false;
-  std::printf("%s\n", JsonPretty(j).c_str());
+  return j;
 }
 
 }  // namespace
 
-bool ParseImageQueryArgs(int argc, char** argv, const char* usage, ImageSpec* spec,
-                         std::string* output) {
-  enum { kOutput = 256, kImageOpts };
+int ParseImageQueryArgs(int argc, char** argv, ImageSpec* spec, std::string* output,
+                        QueryExtras* extra) {
+  enum { kOutput = 256, kImageOpts, kBackingChain, kStartOffset, kMaxLength, kObject };
   static const option kLong[] = {
       {"help", no_argument, nullptr, 'h'},
       {"format", required_argument, nullptr, 'f'},
       {"output", required_argument, nullptr, kOutput},
       {"image-opts", no_argument, nullptr, kImageOpts},
       {"force-share", no_argument, nullptr, 'U'},
+      {"backing-chain", no_argument, nullptr, kBackingChain},
+      {"start-offset", required_argument, nullptr, kStartOffset},
+      {"max-length", required_argument, nullptr, kMaxLength},
+      {"object", required_argument, nullptr, kObject},
       {nullptr, 0, nullptr, 0},
   };
   spec->read_only = true;
   *output = "human";
+  // A size as qemu-img's cvtnum takes it: k, M, G, ... suffixes, >= 0.
+  auto number = [](const char* what, const char* text, int64_t* out) {
+    Result<uint64_t> n = ParseSize(text);
+    if (!n || *n > static_cast<uint64_t>(INT64_MAX)) {
+      ImgError("Invalid %s specified. You may use k, M, G, T, P or E suffixes for", what);
+      ImgError("kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.");
+      return false;
+    }
+    *out = static_cast<int64_t>(*n);
+    return true;
+  };
   optind = 0;
-  for (int c; (c = getopt_long(argc, argv, "+f:hU", kLong, nullptr)) != -1;) {
+  for (int c; (c = getopt_long(argc, argv, ":f:hU", kLong, nullptr)) != -1;) {
     switch (c) {
       case 'f': spec->format = optarg; break;
       case 'U': spec->force_share = true; break;
+      case 'h': return ImgHelp();
       case kOutput: *output = optarg; break;
       case kImageOpts: spec->image_opts = true; break;
-      case 'h':
-      default:
-        std::fprintf(stderr, "%s", usage);
-        return false;
+      case kBackingChain:
+        if (!extra->allow_backing_chain) return ImgBadOption('?', argv);
+        extra->backing_chain = true;
+        break;
+      case kStartOffset:
+        if (!extra->allow_range) return ImgBadOption('?', argv);
+        if (!number("start offset", optarg, &extra->start_offset)) return 1;
+        break;
+      case kMaxLength:
+        if (!extra->allow_range) return ImgBadOption('?', argv);
+        if (!number("max length", optarg, &extra->max_length)) return 1;
+        break;
+      case kObject: return ImgErrorExit("--object is not supported by coblk-img");
+      default: return ImgBadOption(c, argv);
     }
   }
+  if (optind != argc - 1) return ImgErrorExit("Expecting one image file name");
   if (*output != "human" && *output != "json") {
     ImgError("--output must be used with human or json as argument.");
-    return false;
-  }
-  if (optind != argc - 1) {
-    ImgError("Expecting one image file name");
-    return false;
+    return 1;
   }
   spec->filename = argv[optind];
-  return true;
+  return -1;
 }
 
 int ImgInfo(int argc, char** argv) {
   ImageSpec spec;
   std::string output;
-  if (!ParseImageQueryArgs(argc, argv,
-                           "usage: coblk-img info [-f fmt] [--output=ofmt] [-U] "
-                           "[--image-opts] filename\n",
-                           &spec, &output))
-    return 1;
-  auto img = ImgOpen(spec, /*no_backing=*/true);
+  QueryExtras extra;
+  extra.allow_backing_chain = true;
+  if (int r = ParseImageQueryArgs(argc, argv, &spec, &output, &extra); r >= 0) return r;
+  // Without --backing-chain the backing file is not opened (a missing one
+  // is no error), as qemu-img info does.
+  auto img = ImgOpen(spec, /*no_backing=*/!extra.backing_chain);
   if (!img) return 1;
-  BlockNode& node = img->blk->node();
-  ImageInfo info = node.get_info();
-  if (info.filename.empty()) info.filename = node.filename();
-  if (info.format.empty()) info.format = std::string(node.driver()->format_name());
-  // QEMU reports dirty-flag only for drivers with bdrv_get_info: formats.
-  const bool has_dirty_flag = node.driver()->protocol_name().empty();
+  std::vector<ImageInfo> chain;
+  std::vector<bool> dirty_flag;
+  for (BlockNode* node = &img->blk->node(); node;) {
+    ImageInfo info = node->get_info();
+    if (info.filename.empty()) info.filename = node->filename();
+    if (info.format.empty()) info.format = std::string(node->driver()->format_name());
+    // QEMU reports dirty-flag only for drivers with bdrv_get_info: formats.
+    dirty_flag.push_back(node->driver()->protocol_name().empty());
+    chain.push_back(std::move(info));
+    if (!extra.backing_chain) break;
+    node = node->backing();
+  }
   if (output == "json") {
-    PrintJson(info, has_dirty_flag);
+    if (!extra.backing_chain) {
+      std::printf("%s\n", JsonPretty(InfoJson(chain[0], dirty_flag[0])).c_str());
+    } else {
+      nlohmann::ordered_json all = nlohmann::ordered_json::array();
+      for (size_t i = 0; i < chain.size(); ++i) all.push_back(InfoJson(chain[i], dirty_flag[i]));
+      std::printf("%s\n", JsonPretty(all).c_str());
+    }
   } else {
-    PrintHuman(info);
+    for (size_t i = 0; i < chain.size(); ++i) {
+      if (i > 0) std::printf("\n");
+      PrintHuman(chain[i]);
+    }
   }
   return 0;
 }

@@ -3,6 +3,7 @@
 #include <getopt.h>
 
 #include <cinttypes>
+#include <cstdarg>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -68,23 +69,39 @@ bool Mergeable(const MapEntry& a, const MapEntry& b) {
   return true;
 }
 
+// Output is collected here and printed at the end, so a failure midway
+// leaves no partial JSON document on stdout.
+std::string g_out;
+
+void Out(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+void Out(const char* fmt, ...) {
+  char buf[512];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = std::vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  if (n > 0) g_out.append(buf, std::min<size_t>(static_cast<size_t>(n), sizeof buf - 1));
+}
+
 bool DumpEntry(bool json, const MapEntry& e, MapEntry* next) {
   if (json) {
-    std::printf("{ \"start\": %" PRId64 ", \"length\": %" PRId64 ", \"depth\": %" PRId64
+    Out("{ \"start\": %" PRId64 ", \"length\": %" PRId64 ", \"depth\": %" PRId64
                 ", \"present\": %s, \"zero\": %s, \"data\": %s",
                 e.start, e.length, e.depth, e.present ? "true" : "false",
                 e.zero ? "true" : "false", e.data ? "true" : "false");
-    if (e.has_offset) std::printf(", \"offset\": %" PRId64, e.offset);
-    std::putchar('}');
-    if (next) std::puts(",");
+    if (e.has_offset) Out(", \"offset\": %" PRId64, e.offset);
+    Out("}");
+    if (next) Out(",\n");
     return true;
   }
   if (e.data && !e.has_offset) {
+    std::fputs(g_out.c_str(), stdout);
+    g_out.clear();
     ImgError("File contains external, encrypted or compressed clusters.");
     return false;
   }
   if (e.data && !e.zero) {
-    std::printf("%#-16" PRIx64 "%#-16" PRIx64 "%#-16" PRIx64 "%s\n",
+    Out("%#-16" PRIx64 "%#-16" PRIx64 "%#-16" PRIx64 "%s\n",
                 static_cast<uint64_t>(e.start), static_cast<uint64_t>(e.length),
                 static_cast<uint64_t>(e.offset), e.filename.c_str());
   }
@@ -101,28 +118,42 @@ bool DumpEntry(bool json, const MapEntry& e, MapEntry* next) {
 int ImgMap(int argc, char** argv) {
   ImageSpec spec;
   std::string output;
-  if (!ParseImageQueryArgs(argc, argv,
-                           "usage: coblk-img map [-f fmt] [--output=ofmt] [-U] "
-                           "[--image-opts] filename\n",
-                           &spec, &output))
-    return 1;
+  QueryExtras extra;
+  extra.allow_range = true;
+  if (int r = ParseImageQueryArgs(argc, argv, &spec, &output, &extra); r >= 0) return r;
   auto img = ImgOpen(spec);
   if (!img) return 1;
   const bool json = output == "json";
   BlockNode* root = &img->blk->node();
-  const int64_t length = root->size();
-
-  if (json) {
-    std::putchar('[');
-  } else {
-    std::printf("%-16s%-16s%-16s%s\n", "Offset", "Length", "Mapped to", "File");
+  int64_t length = root->size();
+  if (extra.max_length != -1) {
+    length = std::min(extra.start_offset + std::min(extra.max_length, INT64_MAX - extra.start_offset),
+                      length);
   }
+
+  g_out.clear();
+  if (json) {
+    Out("[");
+  } else {
+    Out("%-16s%-16s%-16s%s\n", "Offset", "Length", "Mapped to", "File");
+  }
+  // Human output keeps what was found before an error (as qemu-img prints
+  // it as it goes); JSON is all or nothing.
+  auto fail = [&] {
+    if (!json) std::fputs(g_out.c_str(), stdout);
+    return 1;
+  };
   MapEntry curr;
+  curr.start = extra.start_offset;
   while (curr.start + curr.length < length) {
     const int64_t offset = curr.start + curr.length;
-    const int64_t n = std::min<int64_t>(int64_t{1} << 30, length - offset);  // as qemu-img
+    // qemu-img probes 1 GiB at a time; asking for the rest of the disk
+    // prints the same (merged) entries, and a disk of exabytes of ZERO
+    // extents or table-less directory entries takes a few calls, not 2^33.
+    const int64_t n = length - offset;
     Result<MapEntry> next = sync_wait(*img->loop, GetBlockStatus(root, offset, n));
     if (!next) {
+      fail();
       ImgError("Could not read file metadata: %s", std::strerror(next.error().errnum()));
       return 1;
     }
@@ -130,11 +161,12 @@ int ImgMap(int argc, char** argv) {
       curr.length += next->length;
       continue;
     }
-    if (curr.length > 0 && !DumpEntry(json, curr, &*next)) return 1;
+    if (curr.length > 0 && !DumpEntry(json, curr, &*next)) return fail();
     curr = *next;
   }
-  if (!DumpEntry(json, curr, nullptr)) return 1;
-  if (json) std::puts("]");
+  if (!DumpEntry(json, curr, nullptr)) return fail();
+  if (json) Out("]\n");
+  std::fputs(g_out.c_str(), stdout);
   return 0;
 }
 

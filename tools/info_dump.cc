@@ -1,8 +1,10 @@
 #include "tools/info_dump.h"
 
+#include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <cstdio>
+#include <vector>
 
 namespace coblk::tools {
 
@@ -73,6 +75,44 @@ nlohmann::ordered_json InfoTreeToJson(const InfoTree& tree) {
   return obj;
 }
 
-std::string JsonPretty(const nlohmann::ordered_json& j) { return j.dump(4); }
+namespace {
+
+// QEMU's QDict hashes keys into 512 buckets (qdict.c's tdb_hash) and its
+// JSON writer walks the buckets in order, newest entry first within one.
+unsigned QdictBucket(const std::string& key) {
+  uint32_t value = 0x238F13AFu * static_cast<uint32_t>(key.size());
+  for (size_t i = 0; i < key.size(); ++i) {
+    value += static_cast<uint32_t>(static_cast<unsigned char>(key[i])) << (i * 5 % 24);
+  }
+  return (1103515243u * value + 12345u) % 512u;
+}
+
+}  // namespace
+
+nlohmann::ordered_json QemuKeyOrder(const nlohmann::ordered_json& j) {
+  if (j.is_array()) {
+    nlohmann::ordered_json out = nlohmann::ordered_json::array();
+    for (const auto& e : j) out.push_back(QemuKeyOrder(e));
+    return out;
+  }
+  if (!j.is_object()) return j;
+  struct Entry {
+    unsigned bucket;
+    size_t index;
+    std::string key;
+  };
+  std::vector<Entry> keys;
+  size_t index = 0;
+  for (auto it = j.begin(); it != j.end(); ++it) keys.push_back({QdictBucket(it.key()), index++, it.key()});
+  std::sort(keys.begin(), keys.end(), [](const Entry& a, const Entry& b) {
+    if (a.bucket != b.bucket) return a.bucket < b.bucket;
+    return a.index > b.index;  // QLIST_INSERT_HEAD: the newest first
+  });
+  nlohmann::ordered_json out = nlohmann::ordered_json::object();
+  for (const Entry& e : keys) out[e.key] = QemuKeyOrder(j.at(e.key));
+  return out;
+}
+
+std::string JsonPretty(const nlohmann::ordered_json& j) { return QemuKeyOrder(j).dump(4); }
 
 }  // namespace coblk::tools

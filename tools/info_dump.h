@@ -17,7 +17,12 @@ void DumpInfoTree(const InfoTree& tree, int indentation);
 // the text is one, as QAPI would have typed them.
 nlohmann::ordered_json InfoTreeToJson(const InfoTree& tree);
 
-// Pretty JSON the way QEMU prints it (4-space indent).
+// The key order QEMU's JSON output has for an object whose members were
+// added in j's order (the QAPI schema's): QDict's hash-bucket order,
+// recursively.
+nlohmann::ordered_json QemuKeyOrder(const nlohmann::ordered_json& j);
+
+// Pretty JSON the way QEMU prints it (4-space indent, QDict key order).
 std::string JsonPretty(const nlohmann::ordered_json& j);
 
 }  // namespace coblk::tools

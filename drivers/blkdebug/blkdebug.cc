@@ -10,8 +10,8 @@
 //   max-transfer           largest request (multiple of align)
 //   opt-write-zero, max-write-zero, opt-discard   limits for the generic layer
 //   drop-writes-after=N    power loss: after N writes (write, write zeroes,
-//                          discard) reached the file, later ones and flushes
-//                          are dropped while reporting success
+//                          discard) reached the file, later ones, truncates
+//                          and flushes are dropped while reporting success
 //   drop-writes-event=E    power loss from the moment event E fires
 // See rules.h for the rule semantics. get_specific_info() reports counters.
 #include <coroutine>
@@ -103,6 +103,13 @@ class BlkdebugNode final : public BlockNode {
   }
 
   Task<Status> co_truncate(int64_t size, bool exact, PreallocMode prealloc) override {
+    if (dropping_) {
+      // Power is lost: the file keeps its size, as it keeps its bytes.
+      // The node pretends, so the writer carries on as before the loss.
+      ++dropped_;
+      set_size(size);
+      co_return OkStatus();
+    }
     COBLK_CO_RETURN_IF_ERROR(co_await file()->truncate(size, exact, prealloc));
     set_size(file()->size());
     co_return OkStatus();
@@ -294,6 +301,8 @@ class BlkdebugDriver final : public BlockDriver {
     if (!child) co_return std::unexpected(child.error());
     auto node = std::make_shared<BlkdebugNode>(this, ctx.loop, std::move(*config));
     node->attach_file(*child, ctx.read_only);
+    // Flags pass through to the file, whose generic layer honours them.
+    node->set_supported_flags(kReqFua, kReqFua | kReqMayUnmap | kReqNoFallback);
     node->refresh_limits();
     co_return std::shared_ptr<BlockNode>(std::move(node));
   }

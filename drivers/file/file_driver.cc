@@ -156,6 +156,10 @@ class FileDriver final : public BlockDriver {
     auto config = ParseFileConfig(ctx.options, filename);
     if (!config) co_return std::unexpected(config.error());
     auto node = std::make_shared<FileNode>(this, ctx.loop);
+    // FileNode makes FUA writes durable itself (O_DSYNC or fdatasync); for
+    // write_zeroes (fallocate, which O_DSYNC does not cover) the generic
+    // layer flushes.
+    node->set_supported_flags(kReqFua, kReqMayUnmap | kReqNoFallback);
     COBLK_CO_RETURN_IF_ERROR(node->Open(std::move(*config), ctx.read_only));
     node->refresh_limits();
     co_return std::shared_ptr<BlockNode>(std::move(node));

@@ -17,26 +17,31 @@ namespace coblk::file_proto {
 
 namespace {
 
-// One transfer step: at most IOV_MAX entries of the remaining vector.
-ssize_t Step(int fd, bool write, const IoVector& rest, int64_t offset) {
-  const int n = std::min(rest.count(), IOV_MAX);
-  return write ? pwritev(fd, rest.data(), n, offset) : preadv(fd, rest.data(), n, offset);
+bool IsDirect(int fd) {
+  const int fl = fcntl(fd, F_GETFL);
+  return fl >= 0 && (fl & O_DIRECT);
 }
 
-int Transfer(int fd, bool write, const IoVector& qiov, int64_t offset) {
+}  // namespace
+
+int BlockingPreadvWith(PreadvFn read_fn, int fd, IoVector& qiov, int64_t offset) {
   const size_t total = qiov.size();
   size_t done = 0;
   while (done < total) {
     IoVector rest = done == 0 ? qiov : qiov.slice(done, total - done);
-    ssize_t n = Step(fd, write, rest, offset + static_cast<int64_t>(done));
+    const int count = std::min(rest.count(), IOV_MAX);
+    ssize_t n = read_fn(fd, rest.data(), count, offset + static_cast<int64_t>(done));
     if (n < 0) {
       if (errno == EINTR) continue;
-      return -errno;
+      // A continuation after a short read is unaligned: under O_DIRECT it
+      // fails with EINVAL once the file has grown past it. The short read
+      // was the end of file (QEMU's handle_aiocb_rw_linear does the same).
+      if (errno == EINVAL && done > 0 && IsDirect(fd)) n = 0;
+      else return -errno;
     }
     if (n == 0) {
-      if (write) return -ENOSPC;
       // End of file: what is left reads as zeroes.
-      const_cast<IoVector&>(qiov).memset(done, 0, total - done);
+      qiov.memset(done, 0, total - done);
       return 0;
     }
     done += static_cast<size_t>(n);
@@ -44,14 +49,25 @@ int Transfer(int fd, bool write, const IoVector& qiov, int64_t offset) {
   return 0;
 }
 
-}  // namespace
-
-int BlockingPreadv(int fd, const IoVector& qiov, int64_t offset) {
-  return Transfer(fd, false, qiov, offset);
+int BlockingPreadv(int fd, IoVector& qiov, int64_t offset) {
+  return BlockingPreadvWith(::preadv, fd, qiov, offset);
 }
 
 int BlockingPwritev(int fd, const IoVector& qiov, int64_t offset) {
-  return Transfer(fd, true, qiov, offset);
+  const size_t total = qiov.size();
+  size_t done = 0;
+  while (done < total) {
+    IoVector rest = done == 0 ? qiov : qiov.slice(done, total - done);
+    const int count = std::min(rest.count(), IOV_MAX);
+    ssize_t n = ::pwritev(fd, rest.data(), count, offset + static_cast<int64_t>(done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return -errno;
+    }
+    if (n == 0) return -ENOSPC;
+    done += static_cast<size_t>(n);
+  }
+  return 0;
 }
 
 int Fallocate(int fd, int mode, int64_t offset, int64_t len) {

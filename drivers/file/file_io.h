@@ -9,8 +9,15 @@
 
 namespace coblk::file_proto {
 
-// preadv until done; the part past end of file is zero-filled.
-int BlockingPreadv(int fd, const IoVector& qiov, int64_t offset);
+// preadv until done; the part past end of file is zero-filled. With
+// O_DIRECT, a read that continues after a short read starts at an
+// unaligned offset; if the file grew meanwhile that fails with EINVAL, which
+// (as in QEMU) means end of file, not an error.
+int BlockingPreadv(int fd, IoVector& qiov, int64_t offset);
+// The same with the read system call given (tests make the file grow
+// between two calls).
+using PreadvFn = ssize_t (*)(int fd, const struct iovec* iov, int count, off_t offset);
+int BlockingPreadvWith(PreadvFn read_fn, int fd, IoVector& qiov, int64_t offset);
 // pwritev until done; a write that makes no progress is -ENOSPC.
 int BlockingPwritev(int fd, const IoVector& qiov, int64_t offset);
 

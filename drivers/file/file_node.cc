@@ -40,6 +40,12 @@ void FileNode::CloseFd() {
   aio_ = nullptr;
 }
 
+namespace {
+
+int64_t RoundUpToSector(int64_t len) { return (len + 511) & ~int64_t{511}; }
+
+}  // namespace
+
 Status FileNode::Open(FileConfig config, bool read_only) {
   config_ = std::move(config);
   if (config_.native_aio && !config_.direct) {
@@ -65,6 +71,19 @@ Status FileNode::Open(FileConfig config, bool read_only) {
 Status FileNode::OpenFd(bool read_only) {
   const std::string& name = config_.filename;
   const int flags = (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC | (config_.dsync ? O_DSYNC : 0);
+  // What the name is decides before opening: a directory is refused without
+  // an O_DIRECT fallback warning first, and a character device (/dev/null,
+  // which qemu-img opens as a raw image of size 0) has no page cache to
+  // bypass, so it is opened buffered, on the thread pool.
+  struct stat pre;
+  if (::stat(name.c_str(), &pre) == 0) {
+    if (S_ISDIR(pre.st_mode))
+      return MakeError(EISDIR, "'file' driver requires '" + name + "' to be a regular file");
+    if (S_ISCHR(pre.st_mode)) {
+      config_.direct = false;
+      config_.native_aio = false;
+    }
+  }
   fd_ = ::open(name.c_str(), flags | (config_.direct ? O_DIRECT : 0));
   if (fd_ < 0 && errno == EINVAL && config_.direct) {
     // tmpfs and some FUSE filesystems refuse O_DIRECT at open.
@@ -79,8 +98,9 @@ Status FileNode::OpenFd(bool read_only) {
   struct stat st;
   if (fstat(fd_, &st) < 0) return ErrnoError("Could not stat '" + name + "'");
   is_regular_ = S_ISREG(st.st_mode);
-  if (!is_regular_ && !S_ISBLK(st.st_mode))
-    return MakeError(EINVAL, "'" + name + "' is not a regular file or block device");
+  is_char_device_ = S_ISCHR(st.st_mode);
+  if (!is_regular_ && !S_ISBLK(st.st_mode) && !S_ISCHR(st.st_mode))
+    return MakeError(EINVAL, "'file' driver requires '" + name + "' to be a regular file");
 
   const uint32_t perm = read_only ? kPermConsistentRead : kPermConsistentRead | kPermWrite;
   const uint32_t shared =
@@ -89,7 +109,10 @@ Status FileNode::OpenFd(bool read_only) {
 
   const int64_t len = FileLength(fd_);
   if (len < 0) return ErrnoError("Could not get the size of '" + name + "'", static_cast<int>(-len));
-  set_size(len);
+  // QEMU counts a node's length in 512-byte sectors: a 31-byte file is a
+  // 512-byte image whose tail reads as zeros (short reads are zero-filled).
+  set_size(RoundUpToSector(len));
+  written_end_ = len;
   align_ = ProbeDirectAlignment(fd_, config_.direct);
   return OkStatus();
 }
@@ -126,6 +149,20 @@ Task<Status> FileNode::co_preadv(int64_t offset, int64_t bytes, IoVector& qiov, 
 }
 
 Task<Status> FileNode::co_pwritev(int64_t offset, int64_t bytes, IoVector& qiov, uint32_t flags) {
+  co_return co_await WriteData(offset, bytes, qiov, flags, offset + bytes);
+}
+
+Task<Status> FileNode::co_pwritev_padded(int64_t offset, int64_t bytes, IoVector& qiov,
+                                         uint32_t flags, int64_t data_end) {
+  Status st = co_await WriteData(offset, bytes, qiov, flags, data_end);
+  if (st && offset + bytes > written_end_) st = co_await TrimPadding();
+  co_return st;
+}
+
+Task<Status> FileNode::WriteData(int64_t offset, int64_t bytes, IoVector& qiov, uint32_t flags,
+                                 int64_t data_end) {
+  const bool extending = offset + bytes > written_end_;
+  if (extending) co_await grow_lock_.lock_shared();
   Status st;
   if (static_cast<int64_t>(qiov.size()) == bytes) {
     st = co_await Rw(true, offset, qiov);
@@ -133,9 +170,29 @@ Task<Status> FileNode::co_pwritev(int64_t offset, int64_t bytes, IoVector& qiov,
     IoVector part = qiov.slice(0, static_cast<size_t>(bytes));
     st = co_await Rw(true, offset, part);
   }
+  if (st) written_end_ = std::max(written_end_, data_end);
+  if (extending) grow_lock_.unlock_shared();
   // FUA without O_DSYNC: make this write stable before reporting it.
   if (st && (flags & kReqFua) && !config_.dsync && !config_.no_flush) st = co_await Fdatasync();
   co_return st;
+}
+
+// Cuts the file back to written_end_ once no extending write is in flight
+// (see grow_lock_ in file_node.h).
+Task<Status> FileNode::TrimPadding() {
+  if (!is_regular_) co_return OkStatus();  // a device does not grow
+  co_await grow_lock_.lock();
+  const int fd = fd_;
+  const int64_t target = written_end_;
+  auto job = [fd, target] {
+    const int64_t len = FileLength(fd);
+    if (len < 0) return static_cast<int>(len);
+    if (len <= target) return 0;
+    return ::ftruncate(fd, target) < 0 ? -errno : 0;
+  };
+  int r = co_await default_thread_pool().run(job);
+  grow_lock_.unlock();
+  co_return FromErrno(r, "file: could not cut the padding after the end of the data");
 }
 
 Task<Status> FileNode::Rw(bool write, int64_t offset, IoVector& qiov) {
@@ -174,6 +231,9 @@ Task<Status> FileNode::Fdatasync() {
   const int fd = fd_;
   auto job = [fd] { return ::fdatasync(fd) < 0 ? -errno : 0; };
   int r = co_await default_thread_pool().run(job);
+  // A character device that cannot be synchronised (/dev/null) has nothing
+  // to make durable.
+  if (r == -EINVAL && !is_regular_ && is_char_device_) r = 0;
   co_return FromErrno(r, "file: fdatasync failed");
 }
 
@@ -223,8 +283,16 @@ int FileNode::ZeroRangeBlocking(int64_t offset, int64_t bytes) {
 
 Task<Status> FileNode::co_pwrite_zeroes(int64_t offset, int64_t bytes, uint32_t flags) {
   if (fd_ < 0) co_return MakeError(EBADF, "file: I/O on a closed node");
+  // Past the end, zeroes must extend the file: a punched hole would not.
+  const bool extending = offset + bytes > written_end_;
+  if (extending) {
+    flags &= ~static_cast<uint32_t>(kReqMayUnmap);
+    co_await grow_lock_.lock_shared();
+  }
   auto job = [this, offset, bytes, flags] { return WriteZeroesBlocking(offset, bytes, flags); };
   int r = co_await default_thread_pool().run(job);
+  if (r == 0) written_end_ = std::max(written_end_, offset + bytes);
+  if (extending) grow_lock_.unlock_shared();
   // ENOTSUP: the generic layer writes a zeroed buffer instead.
   if (r == -ENOTSUP) co_return MakeError(ENOTSUP, "file: efficient write zeroes not supported");
   co_return FromErrno(r, "file: write zeroes failed");
@@ -260,7 +328,8 @@ Task<Status> FileNode::co_truncate(int64_t size, bool exact, PreallocMode preall
   auto job = [fd, size, prealloc] { return TruncateRegular(fd, size, prealloc); };
   int r = co_await default_thread_pool().run(job);
   if (r < 0) co_return ErrnoError("Could not resize file", -r);
-  set_size(size);
+  set_size(RoundUpToSector(size));
+  written_end_ = size;
   co_return OkStatus();
 }
 
@@ -310,9 +379,15 @@ int64_t FileNode::allocated_file_size() {
   return static_cast<int64_t>(st.st_blocks) * 512;
 }
 
-Task<void> FileNode::co_close() {
-  CloseFd();
-  co_return;
+// The generic close() calls this only after every request has ended, so no
+// pool job can still use the descriptor.
+Task<Status> FileNode::co_close() {
+  const int fd = fd_;
+  fd_ = -1;
+  aio_ = nullptr;
+  if (fd >= 0 && ::close(fd) < 0)
+    co_return ErrnoError("file: closing '" + config_.filename + "' failed");
+  co_return OkStatus();
 }
 
 }  // namespace coblk::file_proto

@@ -15,6 +15,7 @@
 #include <string>
 
 #include "block/block_node.h"
+#include "coroutine/co_rwlock.h"
 #include "drivers/file/file_lock.h"
 #include "io/alignment.h"
 
@@ -53,6 +54,8 @@ class FileNode final : public BlockNode {
  protected:
   Task<Status> co_preadv(int64_t offset, int64_t bytes, IoVector& qiov, uint32_t flags) override;
   Task<Status> co_pwritev(int64_t offset, int64_t bytes, IoVector& qiov, uint32_t flags) override;
+  Task<Status> co_pwritev_padded(int64_t offset, int64_t bytes, IoVector& qiov, uint32_t flags,
+                                 int64_t data_end) override;
   Task<Status> co_pwrite_zeroes(int64_t offset, int64_t bytes, uint32_t flags) override;
   Task<Status> co_pdiscard(int64_t offset, int64_t bytes) override;
   Task<Status> co_flush() override;
@@ -60,11 +63,14 @@ class FileNode final : public BlockNode {
   Task<Result<BlockStatus>> co_block_status(bool want_zero, int64_t offset,
                                             int64_t bytes) override;
   BlockLimits driver_limits() override;
-  Task<void> co_close() override;
+  Task<Status> co_close() override;
 
  private:
   Status OpenFd(bool read_only);
   Status SetupAio();
+  Task<Status> WriteData(int64_t offset, int64_t bytes, IoVector& qiov, uint32_t flags,
+                         int64_t data_end);
+  Task<Status> TrimPadding();
   Task<Status> Rw(bool write, int64_t offset, IoVector& qiov);
   Task<Status> DirectRw(bool write, int64_t offset, IoVector& qiov);
   Task<Status> PoolRw(bool write, int64_t offset, IoVector& qiov);
@@ -77,8 +83,33 @@ class FileNode final : public BlockNode {
   FileConfig config_;
   int fd_ = -1;
   bool is_regular_ = false;
+  bool is_char_device_ = false;  // /dev/null and the like: buffered, nothing to sync
   DirectAlignment align_;
   AioEngine* aio_ = nullptr;
+
+  // ---- Growth (loop thread only) ----
+  // The generic layer pads an unaligned write to whole blocks; past the end
+  // of the file the padding is zeroes that must not stay there (the file
+  // must end where the data does: streamOptimized VMDK finds its footer
+  // from the end). The trim belongs here, where the file grows:
+  //  * written_end_ is the length the file must keep: its length at open or
+  //    after the last truncate, raised by every completed write to the end
+  //    of that write's data (not its padding). It only grows between
+  //    truncates, and the generic layer serialises truncate against every
+  //    request in the changed range.
+  //  * The on-disk length exceeds written_end_ only while a padded block
+  //    past it is on disk and its trim has not run yet. size() (the
+  //    generic layer's) is raised to the data end when the request returns,
+  //    so it never counts padding either.
+  //  * grow_lock_ is held shared by every write (data or zeroes) that ends
+  //    past written_end_ when it starts, and exclusively by a trim. A trim
+  //    thus runs when no extending write is in flight, so written_end_
+  //    covers every byte any write has put past the old end, and cutting to
+  //    it loses nothing; writes that end at or before written_end_ never
+  //    need the lock because a trim never cuts below it. New extending
+  //    writes queue behind a waiting trim (the lock is FIFO).
+  int64_t written_end_ = 0;
+  CoRwLock grow_lock_;
   // Cleared the first time the filesystem says ENOTSUP (pool threads read them).
   std::atomic<bool> has_zero_range_{true};
   std::atomic<bool> has_punch_{true};

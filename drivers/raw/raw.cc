@@ -154,6 +154,8 @@ class RawDriver final : public BlockDriver {
     if (!child) co_return std::unexpected(child.error());
     auto node = std::make_shared<RawNode>(this, ctx.loop);
     node->attach_file(*child, ctx.read_only);
+    // Flags pass through to the file, whose generic layer honours them.
+    node->set_supported_flags(kReqFua, kReqFua | kReqMayUnmap | kReqNoFallback);
     COBLK_CO_RETURN_IF_ERROR(node->Configure(*offset, has_size, *size, ctx.probed));
     node->refresh_limits();
     co_return std::shared_ptr<BlockNode>(std::move(node));

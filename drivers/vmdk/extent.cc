@@ -7,6 +7,7 @@
 #include "drivers/vmdk/bytes.h"
 #include "drivers/vmdk/compressed.h"
 #include "drivers/vmdk/format.h"
+#include "drivers/vmdk/grain_inflate.h"
 #include "drivers/vmdk/sesparse.h"
 #include "drivers/vmdk/strfmt.h"
 #include "io/aligned_buffer.h"
@@ -100,7 +101,8 @@ Task<Result<std::unique_ptr<Extent>>> Extent::OpenVmdk4(BlockNode* file, bool re
   if (!layout) co_return std::unexpected(layout.error());
 
   std::unique_ptr<Extent> e = NewSparse(file, *layout, "SPARSE");
-  e->header_sector_ = footer ? footer->Encode() : header_sector;
+  const Sector kept = footer ? footer->Encode() : header_sector;
+  e->header_sector_.assign(kept.begin(), kept.end());
   COBLK_CO_RETURN_IF_ERROR(co_await e->load_directories(cache_bytes));
   co_return e;
 }
@@ -142,35 +144,46 @@ Task<Result<std::unique_ptr<Extent>>> Extent::OpenSeSparse(BlockNode* file, bool
   co_return e;
 }
 
+// Reads `count` directory entries of `entry_size` bytes at file offset `at`
+// into out[0..count), through a bounded buffer: memory is the decoded
+// entries only, never a second copy of a directory of up to 256 MiB.
+static Task<Status> ReadDirectory(BlockNode& file, uint64_t at, uint32_t count,
+                                  uint32_t entry_size, std::vector<uint64_t>& out) {
+  constexpr uint64_t kChunk = 1 << 20;
+  out.resize(count);
+  std::vector<uint8_t> raw(std::min<uint64_t>(kChunk, uint64_t{count} * entry_size));
+  const uint64_t per_chunk = raw.size() / entry_size;
+  for (uint64_t first = 0; first < count; first += per_chunk) {
+    const uint64_t n = std::min<uint64_t>(per_chunk, count - first);
+    COBLK_CO_RETURN_IF_ERROR(co_await file.pread(static_cast<int64_t>(at + first * entry_size),
+                                                 raw.data(), static_cast<int64_t>(n * entry_size)));
+    for (uint64_t i = 0; i < n; ++i) out[first + i] = LoadLe(raw, i * entry_size, entry_size);
+  }
+  co_return OkStatus();
+}
+
 // Reads the grain directory (and the redundant one) into memory. Their size
 // was bounded against the file size by the layout checks, so a hostile
 // header cannot make this allocate more than the file holds.
 Task<Status> Extent::load_directories(uint64_t cache_bytes) {
   const uint64_t bytes = layout_.l1_table_bytes();
-  std::vector<uint8_t> raw(bytes);
   if (bytes) {
-    Status st = co_await file_->pread(static_cast<int64_t>(layout_.l1_table_offset), raw.data(),
-                                      static_cast<int64_t>(bytes));
+    Status st = co_await ReadDirectory(*file_, layout_.l1_table_offset, layout_.l1_size,
+                                       layout_.entry_size, directory_);
     if (!st)
       co_return MakeError(st.error().errnum(), "Could not read l1 table from extent '" +
                                                    file_->filename() + "'");
   }
   directory_.resize(layout_.l1_size);
-  for (uint32_t i = 0; i < layout_.l1_size; ++i)
-    directory_[i] = LoadLe(raw, size_t{i} * layout_.entry_size, layout_.entry_size);
 
   if (layout_.l1_backup_offset && bytes) {
     // QEMU never compares the two directories; VirtualBox does. A mismatch
     // is reported (get_info, check) but the primary stays authoritative.
-    std::vector<uint8_t> backup(bytes);
-    Status st = co_await file_->pread(static_cast<int64_t>(layout_.l1_backup_offset),
-                                      backup.data(), static_cast<int64_t>(bytes));
+    Status st = co_await ReadDirectory(*file_, layout_.l1_backup_offset, layout_.l1_size, 4,
+                                       backup_directory_);
     if (!st)
       co_return MakeError(st.error().errnum(), "Could not read l1 backup table from extent '" +
                                                    file_->filename() + "'");
-    backup_directory_.resize(layout_.l1_size);
-    for (uint32_t i = 0; i < layout_.l1_size; ++i)
-      backup_directory_[i] = LoadLe32(backup, size_t{i} * 4);
     for (uint32_t i = 0; i < layout_.l1_size; ++i) {
       uint32_t primary = static_cast<uint32_t>(directory_[i]);
       uint32_t redundant = static_cast<uint32_t>(backup_directory_[i]);
@@ -286,6 +299,62 @@ Task<Result<GrainMapping>> Extent::lookup(uint64_t offset) {
   co_return decode_entry(*table, l2);
 }
 
+Task<Result<Extent::Run>> Extent::lookup_run(uint64_t offset, uint64_t max_bytes) {
+  Run run;
+  const uint64_t limit = std::min(max_bytes, bytes() - offset);
+  if (kind_ != ExtentKind::kSparse) {
+    auto m = co_await lookup(offset);
+    if (!m) co_return std::unexpected(m.error());
+    run.mapping = *m;
+    run.bytes = limit;  // a flat or zero extent is one grain
+    co_return run;
+  }
+  const uint64_t grain = grain_bytes();
+  const uint64_t span = table_span_bytes();
+  // Where the run may extend by a whole unallocated table.
+  auto table_gap = [&](uint64_t at) -> uint64_t {
+    const uint64_t l1 = at / span;
+    if (l1 >= layout_.l1_size || !table_unallocated(static_cast<uint32_t>(l1))) return 0;
+    return (l1 + 1) * span - at;
+  };
+  if (uint64_t gap = table_gap(offset)) {
+    run.bytes = std::min(gap, limit);
+  } else {
+    auto m = co_await lookup(offset);
+    if (!m) co_return std::unexpected(m.error());
+    run.mapping = *m;
+    run.bytes = std::min(grain - offset % grain, limit);
+    // Compressed grains are one grain each (no file offset to continue).
+    if (m->state == GrainMapping::kAllocated && compressed()) co_return run;
+  }
+  const GrainMapping& first = run.mapping;
+  const uint64_t first_grain = offset / grain * grain;
+  while (run.bytes < limit) {
+    const uint64_t next = offset + run.bytes;  // grain aligned
+    if (first.state == GrainMapping::kUnallocated) {
+      if (uint64_t gap = table_gap(next)) {
+        run.bytes += std::min(gap, limit - run.bytes);
+        continue;
+      }
+    }
+    GrainMapping m;
+    Status err;
+    if (!try_lookup(next, &m, &err)) {
+      // A table not in the cache: load it (bounded by the allocated tables).
+      auto r = co_await lookup(next);
+      if (!r) break;  // the next call reports it
+      m = *r;
+    } else if (!err) {
+      break;
+    }
+    if (m.state != first.state) break;
+    if (m.state == GrainMapping::kAllocated && m.grain_offset != first.grain_offset + (next - first_grain))
+      break;
+    run.bytes += std::min(grain, limit - run.bytes);
+  }
+  co_return run;
+}
+
 Task<Status> Extent::read_allocated(const GrainMapping& m, uint64_t offset, IoVector& qiov) {
   const uint64_t in_grain = offset % grain_bytes();
   if (kind_ == ExtentKind::kSparse && layout_.compressed)
@@ -309,24 +378,54 @@ Task<Status> Extent::read_allocated(const GrainMapping& m, uint64_t offset, IoVe
   co_return co_await file_->preadv(static_cast<int64_t>(at), static_cast<int64_t>(len), qiov);
 }
 
+// Reads the part of a compressed grain that qiov asks for: the input is
+// read in pieces of at most kCompressedChunk and inflated only up to the
+// end of the range (RangeInflater), so a 512-byte read of a grain declared
+// 1 GiB costs a few KiB, not the grain. Input is bounded like QEMU's: the
+// marker's size (at most two grains less the marker), or without markers
+// two grains; never past the end of the file.
 Task<Status> Extent::read_compressed(const GrainMapping& m, uint64_t offset_in_grain,
                                      IoVector& qiov) {
+  constexpr uint64_t kCompressedChunk = 128 << 10;
   const uint64_t grain = layout_.cluster_bytes();
   const uint64_t file_size = static_cast<uint64_t>(file_->size());
   if (m.grain_offset >= file_size) co_return MakeError(EINVAL, "Compressed grain past end of file");
-  // A marker plus compressed data may exceed one grain: read up to two,
-  // never past the end of the file.
-  const uint64_t want = std::min(CompressedReadBytes(grain), file_size - m.grain_offset);
-  std::vector<uint8_t> raw(want);
-  COBLK_CO_RETURN_IF_ERROR(co_await file_->pread(static_cast<int64_t>(m.grain_offset), raw.data(),
-                                                 static_cast<int64_t>(want)));
+  const uint64_t readable = std::min(CompressedReadBytes(grain), file_size - m.grain_offset);
+  std::vector<uint8_t> in(std::min(kCompressedChunk, readable));
+  COBLK_CO_RETURN_IF_ERROR(co_await file_->pread(static_cast<int64_t>(m.grain_offset), in.data(),
+                                                 static_cast<int64_t>(in.size())));
+  uint64_t head = 0, data_len = readable;
+  if (layout_.has_marker) {
+    auto marker = GrainMarker::Decode(in);
+    if (!marker) co_return std::unexpected(marker.error());
+    head = GrainMarker::kGrainHeaderSize;
+    if (marker->size == 0) co_return MakeError(EINVAL, "Invalid compressed grain marker: size 0");
+    if (marker->size > readable - head)
+      co_return MakeError(EINVAL, StrFormat("Invalid compressed grain marker: size %" PRIu32
+                                            " exceeds the %" PRIu64 " bytes read",
+                                            marker->size, readable - head));
+    data_len = marker->size;
+  }
   // The last grain of a disk whose size is not a multiple of the grain
   // inflates to less than a grain: only the requested range must be there
   // (QEMU: offset_in_cluster + bytes <= inflated length).
-  std::vector<uint8_t> data(grain);
-  auto n = DecompressGrain(raw, layout_.has_marker, data, offset_in_grain + qiov.size());
-  if (!n) co_return std::unexpected(n.error());
-  qiov.copy_from(0, data.data() + offset_in_grain, qiov.size());
+  std::vector<uint8_t> out(qiov.size());
+  RangeInflater inflater(offset_in_grain, out, grain);
+  std::span<const uint8_t> piece =
+      std::span<const uint8_t>(in).subspan(head, std::min<uint64_t>(in.size() - head, data_len));
+  uint64_t fed = 0;
+  for (;;) {
+    fed += piece.size();
+    auto done = inflater.feed(piece, fed == data_len);
+    if (!done) co_return std::unexpected(done.error());
+    if (*done) break;
+    const uint64_t n = std::min(kCompressedChunk, data_len - fed);
+    in.resize(n);
+    COBLK_CO_RETURN_IF_ERROR(co_await file_->pread(
+        static_cast<int64_t>(m.grain_offset + head + fed), in.data(), static_cast<int64_t>(n)));
+    piece = in;
+  }
+  qiov.copy_from(0, out.data(), out.size());
   co_return OkStatus();
 }
 

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "block/block_node.h"
+#include "coroutine/co_mutex.h"
 #include "coroutine/task.h"
 #include "drivers/vmdk/descriptor.h"
 #include "drivers/vmdk/grain_table_cache.h"
@@ -62,6 +63,26 @@ class Extent {
   // Synchronous fast path: true and *out set if the answer needs no I/O.
   bool try_lookup(uint64_t offset, GrainMapping* out, Status* error);
 
+  // The mapping at `offset` and how many bytes from there (at most
+  // max_bytes, never past the extent) share it: the same state and, for
+  // uncompressed data, one contiguous file range. A directory entry with no
+  // grain table is skipped whole; tables are scanned in memory, so the cost
+  // grows with the allocated tables in range, not with the disk size.
+  struct Run {
+    GrainMapping mapping;
+    uint64_t bytes = 0;
+  };
+  Task<Result<Run>> lookup_run(uint64_t offset, uint64_t max_bytes);
+  // The grain directory's shape, for check: table i covers guest bytes
+  // [i * table_span_bytes(), (i + 1) * table_span_bytes()) of the extent.
+  uint32_t table_count() const { return layout_.l1_size; }
+  uint64_t table_span_bytes() const { return layout_.l1_entry_sectors * kSectorSize; }
+  // True if table `l1` has no grain at all: its directory entry is 0 and
+  // no allocation into it is waiting to be committed.
+  bool table_unallocated(uint32_t l1) const {
+    return l1 < directory_.size() && directory_[l1] == 0 && uncommitted_.empty();
+  }
+
   // Reads bytes at `offset` (relative to the extent) that lie inside one
   // allocated grain into qiov.
   Task<Status> read_allocated(const GrainMapping& m, uint64_t offset, IoVector& qiov);
@@ -92,10 +113,15 @@ class Extent {
   };
   Task<GrainLock> lock_grain(uint64_t grain_index);
 
-  // Reserves `bytes` (rounded up to sectors) at the end of the extent file.
+  // Reserves `bytes` (rounded up to sectors) at the end of the extent file
+  // for a new grain. On a stream-layout extent the first one of a session
+  // first points the header at the grain directory (see extent_write.cc).
   Task<Result<uint64_t>> allocate(uint64_t bytes);
-  // Cuts the file back to the append point (see allocate); at close.
-  Task<Status> trim_reserved();
+  // At close: cuts the file back to the append point (see allocate); a
+  // stream-layout extent written to in this session gets its final tail
+  // (ending in footer and end-of-stream marker) and its GD_AT_END header
+  // back instead. Untouched images stay byte-for-byte unchanged.
+  Task<Status> finish_writes();
   // Refuses in-place writes over the header, descriptor, grain directories,
   // grain tables or past the end of the file (hostile or corrupt entries).
   Status check_data_target(uint64_t file_offset, uint64_t bytes) const;
@@ -110,9 +136,10 @@ class Extent {
   // the in-memory tables until the tail is written.
   Task<Status> update_entry(uint64_t offset, uint32_t value);
 
-  // Stream layout: writes grain tables, grain directory, footer and
-  // end-of-stream marker after the last grain if anything changed.
-  Task<Status> write_stream_tail();
+  // Stream layout, at flush: if an entry changed since the last tail,
+  // writes grain tables and grain directory after the last grain, makes
+  // them durable, then points the header at the new directory.
+  Task<Status> write_stream_tail() { return write_stream_tail(false); }
   // Commits every recorded entry and waits for it; the commit's error, if any.
   Task<Status> drain_updates();
 
@@ -140,7 +167,12 @@ class Extent {
   static std::unique_ptr<Extent> NewSparse(BlockNode* file, const SparseLayout& layout,
                                            std::string type_name);
   Task<Status> load_directories(uint64_t cache_bytes);
-  void reuse_empty_stream_tail(uint64_t file_size);
+  // Stream layout (extent_write.cc).
+  Task<Status> begin_stream_session();
+  Task<Status> write_stream_tail(bool final);
+  Task<Status> write_header_gd_offset(uint64_t gd_offset);
+  // Takes `sectors` at the append point and grows the file over them.
+  Task<Result<uint64_t>> reserve(uint64_t sectors);
 
   // Grain-table file offset for directory index l1 (0 = none), or error.
   Result<uint64_t> table_offset(uint32_t l1) const;
@@ -173,12 +205,26 @@ class Extent {
   std::vector<uint64_t> directory_;  // decoded grain directory entries
   std::unique_ptr<GrainTableCache> cache_;
   std::string rgd_mismatch_;
-  Sector header_sector_{};           // as read at open (VMDK4)
+  // As read at open (VMDK4 only; empty otherwise): on the heap, so that
+  // flat and ZERO extents (a descriptor may have 100,000) stay small.
+  std::vector<uint8_t> header_sector_;
 
   // Write state.
   bool writable_ = false;
   bool stream_layout_ = false;
-  bool stream_dirty_ = false;
+  // Stream layout state. Invariant: the directory the header (or, with
+  // GD_AT_END, the footer) on disk names, and every table it names, are
+  // never overwritten; grains only go to the append point after them.
+  bool stream_header_at_end_ = false;  // on-disk header says GD_AT_END
+  bool stream_session_ = false;        // header now names stream_gd_sector_
+  bool stream_starting_ = false;
+  CoQueue stream_start_waiters_;
+  uint64_t stream_gd_sector_ = 0;      // directory the on-disk header/footer names
+  uint64_t stream_gd_end_ = 0;         // sector after it, 0 if not known to end the data
+  Sector stream_header_{};             // sector 0 as on disk (session only)
+  uint64_t stream_gen_ = 0;            // bumped by every entry change
+  uint64_t stream_clean_gen_ = 0;      // stream_gen_ the last durable tail holds
+  CoMutex stream_tail_lock_;           // one tail (and header update) at a time
   uint64_t append_sector_ = 0;       // next free sector in the file
   std::vector<uint64_t> backup_directory_;  // redundant GD entries (sectors)
   struct Range {
@@ -192,6 +238,7 @@ class Extent {
   uint64_t commit_timer_ = 0;
   static constexpr uint64_t kGrowStep = 64 << 20;
   uint64_t reserved_end_ = 0;  // file size the allocator has grown to
+  uint64_t opened_size_ = 0;   // file size when writes were enabled
   bool growing_ = false;
   CoQueue grow_waiters_;
   std::unordered_map<uint64_t, uint32_t> uncommitted_;  // grain index -> entry

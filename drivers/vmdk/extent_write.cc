@@ -17,8 +17,11 @@
 // write every entry, then flushes the file, so data acknowledged before a
 // successful flush() is durable. FUA writes flush before they complete.
 // Stream-layout extents keep all tables in memory and write them, with the
-// grain directory, footer and end-of-stream marker, after the last grain on
-// each flush() (the streamOptimized layout ESXi and ovftool expect).
+// grain directory, after the last grain on each flush(); close adds the
+// footer and end-of-stream marker (the streamOptimized layout ESXi and
+// ovftool expect). How that stays crash-safe: see begin_stream_session().
+// Tail writes take their file space through reserve() like grains, so a
+// tail never overlaps a grain allocated while it is written.
 #include <algorithm>
 #include <cinttypes>
 
@@ -69,6 +72,7 @@ Task<Status> Extent::enable_writes(bool extent_writable) {
   // Compressed grains are packed; uncompressed ones stay grain-aligned.
   append_sector_ = layout_.compressed ? SectorsFor(file_size) : layout_.next_cluster_sector;
   reserved_end_ = file_size;
+  opened_size_ = file_size;
 
   // Everything that is not guest data: header and descriptor area before the
   // first grain, both directories and every table they point at.
@@ -87,41 +91,86 @@ Task<Status> Extent::enable_writes(bool extent_writable) {
   std::sort(metadata_.begin(), metadata_.end(),
             [](const Range& a, const Range& b) { return a.begin < b.begin; });
 
-  stream_layout_ = layout_.compressed && layout_.gd_at_end;
+  stream_layout_ = false;
+  if (layout_.compressed && layout_.gd_at_end) {
+    stream_layout_ = true;
+  } else if (layout_.compressed && layout_.has_marker && layout_.l1_table_offset >= kSectorSize &&
+             layout_.l1_table_offset % kSectorSize == 0) {
+    // A stream whose header names its directory: one coblk left this way
+    // when it crashed mid-session (see begin_stream_session). The tail's
+    // GD marker right before the directory tells it from QEMU's
+    // streamOptimized layout (tables preallocated after the header).
+    Sector before{};
+    COBLK_CO_RETURN_IF_ERROR(co_await file_->pread(
+        static_cast<int64_t>(layout_.l1_table_offset - kSectorSize), before.data(), kSectorSize));
+    stream_layout_ = before == EncodeMetadataMarker(MarkerType::kGrainDirectory,
+                                                    SectorsFor(gd_bytes));
+  }
   if (stream_layout_) {
     // Every table must stay in memory until the tail is written.
     cache_ = std::make_unique<GrainTableCache>(layout_.l1_size, static_cast<uint32_t>(gt_bytes),
                                                std::max<uint32_t>(1, layout_.l1_size));
+    const uint64_t gd_sector = layout_.l1_table_offset / kSectorSize;
+    // New grains may go right after the directory (over the footer and
+    // end-of-stream marker, or whatever a crashed session left) only if
+    // nothing the directory names lies after it.
+    bool all_before = true;
     for (uint32_t i = 0; i < layout_.l1_size; ++i) {
       if (directory_[i] == 0) continue;
       auto at = table_offset(i);
       if (!at) co_return std::unexpected(at.error());
+      if (directory_[i] >= gd_sector) all_before = false;
       auto t = co_await cache_->get(i, *file_, *at);
       if (!t) co_return std::unexpected(t.error());
+      std::span<const uint8_t> table(*t, gt_bytes);
+      for (uint32_t k = 0; k < layout_.l2_size; ++k) {
+        const uint32_t v = LoadLe32(table, size_t{k} * 4);
+        if (v >= gd_sector && !(layout_.has_zero_grain && v == kGteZeroed)) all_before = false;
+      }
       directory_[i] = kInMemoryTable;
     }
-    reuse_empty_stream_tail(file_size);
+    stream_header_at_end_ = layout_.gd_at_end;
+    stream_gd_sector_ = gd_sector;
+    stream_gd_end_ = all_before ? gd_sector + SectorsFor(gd_bytes) : 0;
   }
   co_return OkStatus();
 }
 
-// A stream with no grains yet (as created) is all tail: GD marker, the
-// empty GD, footer and end-of-stream marker, where the first grain goes.
-// New grains overwrite it, so the stream that sequential readers (ESXi,
-// ovftool) walk has no end-of-stream marker before its grains; the next
-// flush writes the tail after them. Until then a crash leaves an image
-// without a footer, but there was no data in it to lose. A tail that
-// describes grains is never overwritten: later grains go after it.
-void Extent::reuse_empty_stream_tail(uint64_t file_size) {
-  if (std::any_of(directory_.begin(), directory_.end(), [](uint64_t e) { return e != 0; })) return;
-  const uint64_t gd_sector = layout_.l1_table_offset / kSectorSize;
-  const uint64_t tail_sectors = 1 + SectorsFor(layout_.l1_table_bytes()) + kFooterBytes / kSectorSize;
-  if (gd_sector <= layout_.grain_start_sector || gd_sector - 1 + tail_sectors != SectorsFor(file_size))
-    return;
-  append_sector_ = gd_sector - 1;
-  // Those sectors stop being metadata.
-  const uint64_t from = append_sector_ * kSectorSize;
-  std::erase_if(metadata_, [from](const Range& r) { return r.end > from; });
+// Stream layout, crash safety. A stream image is found through the header
+// (GD_AT_END: through the footer at the very end of the file). The first
+// allocation of a session points the header at the current directory and
+// flushes, before anything is written or the file grows; from then on the
+// file end may move and grains go right after that directory. Each flush
+// writes the tables and directory after the grains, flushes, points the
+// header at the new directory and flushes again. finish_writes() at close
+// writes the footer and end-of-stream marker, cuts the file there, flushes
+// and only then restores GD_AT_END. A crash at any point leaves a header
+// (or footer) naming a directory whose tables and grains are all on disk;
+// later grains are merely leaked. Opening and closing without a write
+// changes nothing.
+Task<Status> Extent::write_header_gd_offset(uint64_t gd_offset) {
+  // Only gd_offset (header bytes 56..63) changes, so restoring GD_AT_END
+  // gives back the original sector byte for byte.
+  StoreLe64(stream_header_, 56, gd_offset);
+  COBLK_CO_RETURN_IF_ERROR(co_await file_->pwrite(0, stream_header_.data(), kSectorSize));
+  co_return co_await file_->flush();
+}
+
+Task<Status> Extent::begin_stream_session() {
+  while (stream_starting_) co_await stream_start_waiters_.wait();
+  if (stream_session_) co_return OkStatus();
+  stream_starting_ = true;
+  Status st = co_await file_->pread(0, stream_header_.data(), kSectorSize);
+  // The directory the footer names must be on disk before the header
+  // names it: it is, it was read at open (written and flushed before).
+  if (st && stream_header_at_end_) st = co_await write_header_gd_offset(stream_gd_sector_);
+  if (st) {
+    stream_session_ = true;
+    if (stream_gd_end_) append_sector_ = stream_gd_end_;
+  }
+  stream_starting_ = false;
+  stream_start_waiters_.notify_all();
+  co_return st;
 }
 
 // Appending grains one write at a time would extend the file with every
@@ -130,23 +179,32 @@ void Extent::reuse_empty_stream_tail(uint64_t file_size) {
 // steps (costing no disk space) and trimmed back when the image is closed;
 // after a crash the excess is merely unused space at the end.
 Task<Result<uint64_t>> Extent::allocate(uint64_t bytes) {
-  const uint64_t sectors = SectorsFor(bytes);
+  if (stream_layout_ && !stream_session_) COBLK_CO_RETURN_IF_ERROR(co_await begin_stream_session());
+  co_return co_await reserve(SectorsFor(bytes));
+}
+
+// The position is taken before the first suspension, so concurrent callers
+// (grains and stream tails) get disjoint ranges in call order.
+Task<Result<uint64_t>> Extent::reserve(uint64_t sectors) {
   // Grain-table entries are 32-bit sector numbers.
   if (append_sector_ + sectors > kExtentMaxSectors)
     co_return MakeError(ENOSPC, "VMDK extent '" + file_->filename() + "' is full");
   const uint64_t at = append_sector_ * kSectorSize;
   append_sector_ += sectors;
-  // The tail must be written again even if this grain's write fails: the
-  // file no longer ends with it (or the grain went over an empty tail).
-  if (stream_layout_) stream_dirty_ = true;
   const uint64_t end = append_sector_ * kSectorSize;
-  while (end > reserved_end_) {
+  // Growth only ever extends the file: each truncate goes beyond every
+  // earlier target, one at a time. While the file does not end on a grow
+  // step (the first allocation of a session), everyone waits for the
+  // growth before writing: extending a file whose last block is partial
+  // while O_DIRECT writes into that block are in flight made ext4's
+  // fdatasync fail with EIO (a stream image packs grains into it).
+  while (end > reserved_end_ || reserved_end_ % kGrowStep != 0) {
     if (growing_) {
       co_await grow_waiters_.wait();
       continue;
     }
     growing_ = true;
-    const uint64_t target = (end + kGrowStep - 1) / kGrowStep * kGrowStep;
+    const uint64_t target = (std::max(end, reserved_end_) + kGrowStep - 1) / kGrowStep * kGrowStep;
     Status st = co_await file_->truncate(static_cast<int64_t>(target), true, PreallocMode::kOff);
     growing_ = false;
     grow_waiters_.notify_all();
@@ -156,10 +214,13 @@ Task<Result<uint64_t>> Extent::allocate(uint64_t bytes) {
   co_return at;
 }
 
-Task<Status> Extent::trim_reserved() {
-  const uint64_t end = append_sector_ * kSectorSize;
-  if (!writable_ || kind_ != ExtentKind::kSparse || static_cast<uint64_t>(file_->size()) <= end)
-    co_return OkStatus();
+Task<Status> Extent::finish_writes() {
+  if (!writable_ || kind_ != ExtentKind::kSparse) co_return OkStatus();
+  if (stream_layout_) co_return co_await write_stream_tail(true);
+  // Only growth of this session is cut: whatever the file held beyond the
+  // append point at open (an image from another writer) stays.
+  const uint64_t end = std::max(append_sector_ * kSectorSize, opened_size_);
+  if (static_cast<uint64_t>(file_->size()) <= end) co_return OkStatus();
   COBLK_CO_RETURN_IF_ERROR(co_await file_->truncate(static_cast<int64_t>(end), true, PreallocMode::kOff));
   reserved_end_ = end;
   co_return OkStatus();
@@ -204,7 +265,7 @@ Task<Status> Extent::update_entry(uint64_t offset, uint32_t value) {
     if (!table) co_return MakeError(EIO, "No room for an in-memory grain table");
     directory_[l1] = kInMemoryTable;
     StoreLe32(std::span<uint8_t>(table, layout_.l2_table_bytes()), size_t{l2} * 4, value);
-    stream_dirty_ = true;
+    ++stream_gen_;
     co_return OkStatus();
   }
   // The grain's data is written; lookups see the new entry from now on,
@@ -347,52 +408,92 @@ Task<Status> Extent::drain_updates() {
   co_return commit_error_;
 }
 
-Task<Status> Extent::write_stream_tail() {
-  if (!stream_dirty_) co_return OkStatus();
-  const uint64_t gt_bytes = layout_.l2_table_bytes();
-  const uint64_t gt_sectors = SectorsFor(gt_bytes);
+Task<Status> Extent::write_stream_tail(bool final) {
+  auto guard = co_await stream_tail_lock_.scoped_lock();
+  // Without a session the header and footer on disk are untouched.
+  if (!stream_session_) co_return OkStatus();
+  const uint64_t gen = stream_gen_;
+  const bool clean = gen == stream_clean_gen_;
+  if (!final && clean) co_return OkStatus();
   const uint64_t gd_sectors = SectorsFor(layout_.l1_table_bytes());
-  std::vector<uint8_t> tail;
-  std::vector<uint8_t> gd(gd_sectors * kSectorSize, 0);
-  const uint64_t base = append_sector_;
-  auto append = [&tail](const uint8_t* p, size_t n) { tail.insert(tail.end(), p, p + n); };
-  for (uint32_t i = 0; i < layout_.l1_size; ++i) {
-    if (directory_[i] == 0) continue;
-    const uint8_t* table = cache_->lookup(i);
-    if (!table) co_return MakeError(EIO, "In-memory grain table missing");
-    Sector marker = EncodeMetadataMarker(MarkerType::kGrainTable, gt_sectors);
-    append(marker.data(), marker.size());
-    StoreLe32(gd, size_t{i} * 4, static_cast<uint32_t>(base + tail.size() / kSectorSize));
-    append(table, gt_bytes);
-    tail.resize(SectorsFor(tail.size()) * kSectorSize, 0);
-  }
-  Sector gd_marker = EncodeMetadataMarker(MarkerType::kGrainDirectory, gd_sectors);
-  append(gd_marker.data(), gd_marker.size());
-  const uint64_t gd_sector = base + tail.size() / kSectorSize;
-  append(gd.data(), gd.size());
   auto header = Vmdk4Header::Decode(header_sector_);
   if (!header) co_return std::unexpected(header.error());
-  header->gd_offset = gd_sector;
   header->rgd_offset = 0;
   header->flags &= ~kFlagRgd;
-  std::vector<uint8_t> footer = EncodeFooter(*header);
-  append(footer.data(), footer.size());
-  if (base + tail.size() / kSectorSize > kExtentMaxSectors)
-    co_return MakeError(ENOSPC, "VMDK extent '" + file_->filename() + "' is full");
 
-  const int64_t tail_end = static_cast<int64_t>(base * kSectorSize + tail.size());
-  COBLK_CO_RETURN_IF_ERROR(co_await file_->pwrite(static_cast<int64_t>(base * kSectorSize),
-                                                  tail.data(), static_cast<int64_t>(tail.size())));
-  // Readers find the footer relative to the end of the file, so the file
-  // must end exactly after the end-of-stream marker, even where O_DIRECT
-  // alignment padded the last write.
-  if (file_->size() != tail_end)
-    COBLK_CO_RETURN_IF_ERROR(co_await file_->truncate(tail_end, true, PreallocMode::kOff));
-  reserved_end_ = static_cast<uint64_t>(tail_end);
-  // Later grains go after this tail; the footer at the end of the file is
-  // what readers use, so an older tail in the middle is simply unused.
-  append_sector_ = base + tail.size() / kSectorSize;
-  stream_dirty_ = false;
+  // Built without suspending, so it holds exactly the entries of `gen`.
+  std::vector<uint8_t> tail;
+  uint64_t gd_sector = stream_gd_sector_;
+  // At close with nothing new since the last tail, and nothing allocated
+  // after it, the footer simply follows that tail's directory.
+  const bool footer_only = final && clean && stream_gd_end_ && append_sector_ == stream_gd_end_;
+  if (!footer_only) {
+    const uint64_t gt_bytes = layout_.l2_table_bytes();
+    const uint64_t gt_sectors = SectorsFor(gt_bytes);
+    uint64_t tables = 0;
+    for (uint32_t i = 0; i < layout_.l1_size; ++i) tables += directory_[i] != 0;
+    const uint64_t sectors = tables * (1 + gt_sectors) + 1 + gd_sectors;
+    tail.reserve(sectors * kSectorSize + kFooterBytes);
+    std::vector<uint8_t> gd(gd_sectors * kSectorSize, 0);
+    const uint64_t base = append_sector_;  // reserve() below returns it
+    auto append = [&tail](const uint8_t* p, size_t n) { tail.insert(tail.end(), p, p + n); };
+    for (uint32_t i = 0; i < layout_.l1_size; ++i) {
+      if (directory_[i] == 0) continue;
+      const uint8_t* table = cache_->lookup(i);
+      if (!table) co_return MakeError(EIO, "In-memory grain table missing");
+      Sector marker = EncodeMetadataMarker(MarkerType::kGrainTable, gt_sectors);
+      append(marker.data(), marker.size());
+      StoreLe32(gd, size_t{i} * 4, static_cast<uint32_t>(base + tail.size() / kSectorSize));
+      append(table, gt_bytes);
+      tail.resize(SectorsFor(tail.size()) * kSectorSize, 0);
+    }
+    Sector gd_marker = EncodeMetadataMarker(MarkerType::kGrainDirectory, gd_sectors);
+    append(gd_marker.data(), gd_marker.size());
+    gd_sector = base + tail.size() / kSectorSize;
+    append(gd.data(), gd.size());
+  }
+  if (final) {
+    header->gd_offset = gd_sector;
+    std::vector<uint8_t> footer = EncodeFooter(*header);
+    tail.insert(tail.end(), footer.begin(), footer.end());
+  }
+  const uint64_t tail_sectors = tail.size() / kSectorSize;
+  if (footer_only) append_sector_ = stream_gd_end_;  // nothing was allocated after it
+  const uint64_t expected_at = append_sector_ * kSectorSize;
+  auto at = co_await reserve(tail_sectors);
+  if (!at) co_return std::unexpected(at.error());
+  if (*at != expected_at) co_return MakeError(EIO, "Stream tail moved while it was built");
+  COBLK_CO_RETURN_IF_ERROR(co_await file_->pwrite(static_cast<int64_t>(*at), tail.data(),
+                                                  static_cast<int64_t>(tail.size())));
+  const uint64_t gd_end = gd_sector + gd_sectors;
+  if (final) {
+    // Readers find the footer relative to the end of the file: cut the
+    // file after the end-of-stream marker, make all of it durable, and
+    // only then let the header say GD_AT_END again. Requests have
+    // drained (close), so nothing lies beyond the tail.
+    const int64_t tail_end = static_cast<int64_t>(*at + tail.size());
+    if (file_->size() != tail_end)
+      COBLK_CO_RETURN_IF_ERROR(co_await file_->truncate(tail_end, true, PreallocMode::kOff));
+    reserved_end_ = static_cast<uint64_t>(tail_end);
+    COBLK_CO_RETURN_IF_ERROR(co_await file_->flush());
+    COBLK_CO_RETURN_IF_ERROR(co_await write_header_gd_offset(kGdAtEnd));
+    stream_session_ = false;
+    stream_header_at_end_ = true;
+    stream_gd_sector_ = gd_sector;
+    stream_gd_end_ = gd_end;
+    append_sector_ = gd_end + kFooterBytes / kSectorSize;
+    stream_clean_gen_ = gen;
+    co_return OkStatus();
+  }
+  // The grains the new tables name, and the tables, become durable before
+  // the header names them; the second flush makes the header durable.
+  COBLK_CO_RETURN_IF_ERROR(co_await file_->flush());
+  COBLK_CO_RETURN_IF_ERROR(co_await write_header_gd_offset(gd_sector));
+  stream_gd_sector_ = gd_sector;
+  stream_clean_gen_ = gen;
+  // Grains allocated while the tail was written lie after it; otherwise
+  // the next grain goes right after the new directory.
+  stream_gd_end_ = gd_end;
   co_return OkStatus();
 }
 

@@ -29,6 +29,14 @@ int32_t GrainTableCache::pick_victim() {
   return -1;
 }
 
+// Wakes every request waiting for a slot. notify_one() would lose the
+// wake-up: the woken request may find its table cached by then (another
+// request loaded it) and return without taking the slot, while the others
+// sleep on with a free slot. Waking them all costs one re-check each; the
+// woken requests run later on this loop, so the caller still holds the
+// slot it just loaded until it suspends.
+void GrainTableCache::release_slot() { slot_waiters_.notify_all(); }
+
 Task<Result<uint8_t*>> GrainTableCache::get(uint32_t index, BlockNode& file,
                                             uint64_t file_offset) {
   for (;;) {
@@ -48,6 +56,8 @@ Task<Result<uint8_t*>> GrainTableCache::get(uint32_t index, BlockNode& file,
 
     int32_t victim = pick_victim();
     if (victim < 0) {
+      // Every slot is loading or pinned. Each of those ends with
+      // release_slot(), which wakes every waiter (see there).
       co_await slot_waiters_.wait();
       continue;
     }
@@ -65,12 +75,13 @@ Task<Result<uint8_t*>> GrainTableCache::get(uint32_t index, BlockNode& file,
                                     table_bytes_);
     slot.loading = false;
     slot.load_waiters.notify_all();
-    slot_waiters_.notify_one();
     if (!st) {
       slot_of_[index] = -1;
       slot.index = -1;
+      release_slot();
       co_return std::unexpected(st.error());
     }
+    release_slot();
     co_return slot.data.get();
   }
 }
@@ -101,7 +112,7 @@ GrainTableCache::Pin::Pin(GrainTableCache* c, uint32_t index) : cache_(c) {
 GrainTableCache::Pin::~Pin() {
   if (!cache_) return;
   Slot& s = cache_->slots_[static_cast<size_t>(slot_)];
-  if (--s.pins == 0) cache_->slot_waiters_.notify_one();
+  if (--s.pins == 0) cache_->release_slot();
 }
 
 }  // namespace coblk::vmdk

@@ -11,6 +11,12 @@
 // * Pinned slots (Pin) are never evicted; writers pin the table they update
 //   across the I/O so the cached copy cannot disappear under them.
 // Everything runs on the node's loop thread; no locks are needed.
+// Progress: a get() that finds every slot loading or pinned waits on
+// slot_waiters_; every end of a load and every last unpin wakes all such
+// waiters, and each re-checks from the start, so a cache of one table
+// makes progress at any queue depth (loads and pins are short: a load is
+// one read, a pin is held across one table write).
+// Returned table pointers are valid until the caller next suspends.
 #pragma once
 
 #include <cstdint>
@@ -81,6 +87,8 @@ class GrainTableCache {
 
   // Picks a slot to reuse, or -1 if every slot is loading or pinned.
   int32_t pick_victim();
+  // A slot stopped loading or lost its last pin: may be reusable now.
+  void release_slot();
 
   std::vector<int32_t> slot_of_;  // directory index -> slot, -1 if absent
   std::vector<Slot> slots_;

@@ -184,6 +184,19 @@ Result<SparseLayout> LayoutFromVmdk4(
   return l;
 }
 
+// VMDK3 and seSparse headers give the directory size and the disk size
+// separately: every grain of the disk must have a directory entry, or
+// every lookup past the directory fails (and check reports each grain).
+Status CheckDirectoryCoversDisk(const SparseLayout& l) {
+  // l1_size < 2^25 and l1_entry_sectors <= 2^33: no overflow.
+  const uint64_t covered = uint64_t{l.l1_size} * l.l1_entry_sectors;
+  if (covered < l.sectors)
+    return MakeError(EINVAL, StrFormat("Grain directory too small: %" PRIu32
+                                       " entries cover %" PRIu64 " of %" PRIu64 " sectors",
+                                       l.l1_size, covered, l.sectors));
+  return OkStatus();
+}
+
 Result<SparseLayout> LayoutFromVmdk3(const Vmdk3Header& h, uint64_t file_size) {
   // QEMU has no check here and divides by a zero granularity.
   if (h.granularity == 0)
@@ -207,6 +220,7 @@ Result<SparseLayout> LayoutFromVmdk3(const Vmdk3Header& h, uint64_t file_size) {
   } else {
     l.l1_table_offset = uint64_t{h.l1dir_offset} * kSectorSize;
   }
+  COBLK_RETURN_IF_ERROR(CheckDirectoryCoversDisk(l));
   l.next_cluster_sector = RoundUp(FileSectors(file_size), l.cluster_sectors);
   return l;
 }
@@ -302,6 +316,7 @@ Result<SparseLayout> LayoutFromSeSparse(const SeSparseConstHeader& h,
   l.sesparse_l2_tables_sectors = h.grain_tables_size;
   l.sesparse_clusters_offset = h.grains_offset;
   l.sesparse_clusters_sectors = h.grains_size;
+  COBLK_RETURN_IF_ERROR(CheckDirectoryCoversDisk(l));
   l.next_cluster_sector = RoundUp(FileSectors(file_size), l.cluster_sectors);
   return l;
 }

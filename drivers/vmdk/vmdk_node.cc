@@ -4,6 +4,7 @@
 #include <cinttypes>
 
 #include "block/block_driver.h"
+#include "drivers/vmdk/bytes.h"
 #include "drivers/vmdk/strfmt.h"
 
 namespace coblk::vmdk {
@@ -107,22 +108,24 @@ Task<Status> VmdkNode::co_preadv(int64_t offset, int64_t bytes, IoVector& qiov, 
   co_return OkStatus();
 }
 
-// As QEMU's vmdk_co_block_status, one grain at a time (a flat extent is
-// one grain): unallocated = 0, zeroed grain = ZERO, data = DATA with the
-// file offset unless the grain is compressed.
+// As QEMU's vmdk_co_block_status: unallocated = 0, zeroed grain = ZERO,
+// data = DATA with the file offset unless the grain is compressed. Unlike
+// QEMU (one grain per call), one call covers a whole run of grains in the
+// same state (a whole ZERO or flat extent, a whole table-less directory
+// entry, a table scanned in memory), so map costs what the image holds.
 Task<Result<BlockStatus>> VmdkNode::co_block_status(bool want_zero, int64_t offset,
                                                     int64_t bytes) {
   const uint64_t pos = static_cast<uint64_t>(offset);
   Extent* e = find_extent(pos);
   if (!e) co_return MakeError(EIO, "Offset beyond the last extent");
   const uint64_t in_extent = pos - e->start;
-  auto m = co_await e->lookup(in_extent);
-  if (!m) co_return std::unexpected(m.error());
-  const uint64_t grain = e->grain_bytes();
-  const uint64_t in_grain = in_extent % grain;
+  auto run = co_await e->lookup_run(in_extent, static_cast<uint64_t>(bytes));
+  if (!run) co_return std::unexpected(run.error());
+  const GrainMapping& m = run->mapping;
+  const uint64_t in_grain = in_extent % e->grain_bytes();
   BlockStatus s;
-  s.pnum = static_cast<int64_t>(std::min<uint64_t>(grain - in_grain, static_cast<uint64_t>(bytes)));
-  switch (m->state) {
+  s.pnum = static_cast<int64_t>(run->bytes);
+  switch (m.state) {
     case GrainMapping::kUnallocated:
       break;
     case GrainMapping::kZero:
@@ -133,7 +136,7 @@ Task<Result<BlockStatus>> VmdkNode::co_block_status(bool want_zero, int64_t offs
       s.file = e->file();
       if (!e->compressed()) {
         s.status |= kStatusOffsetValid;
-        s.map = static_cast<int64_t>(m->grain_offset + in_grain);
+        s.map = static_cast<int64_t>(m.grain_offset + in_grain);
       }
       // QEMU's BDRV_BLOCK_RECURSE for flat extents: holes in the extent
       // file read as zeroes (the generic layer only looks into "file").
@@ -173,50 +176,116 @@ Task<Status> VmdkNode::co_flush() {
 }
 
 // Files grown ahead of the append point are cut back to their data (the
-// flush before close has committed every table entry).
-Task<void> VmdkNode::co_close() {
+// flush before close has committed every table entry); stream extents
+// written to get their final tail (Extent::finish_writes).
+Task<Status> VmdkNode::co_close() {
+  Status result;
   for (const auto& e : extents_) {
     if (e->kind() == ExtentKind::kSparse && e->writable() && !read_only()) {
-      Status st = co_await e->trim_reserved();
+      Status st = co_await e->finish_writes();
       if (st) st = co_await e->file()->flush();
-      (void)st;  // close cannot fail; the excess is only unused space
+      if (result && !st) result = st;
     }
   }
+  co_return result;
 }
+
+namespace {
+
+// check stores at most this many findings; the rest are counted.
+constexpr size_t kMaxCheckMessages = 100;
+
+struct Findings {
+  CheckResult& r;
+  uint64_t dropped = 0;
+  void add(std::string message) {
+    ++r.corruptions;
+    if (r.messages.size() < kMaxCheckMessages)
+      r.messages.push_back(std::move(message));
+    else
+      ++dropped;
+  }
+  void finish() {
+    if (dropped) r.messages.push_back(StrFormat("... and %" PRIu64 " more", dropped));
+  }
+};
+
+}  // namespace
 
 // Walks every grain like QEMU's vmdk_co_check: a grain table or grain that
 // cannot be looked up, or data past the end of its file, is a corruption.
+// A directory entry without a table is counted in one step, so the cost
+// grows with the allocated tables, not the disk size; at most
+// kMaxCheckMessages findings are stored ("... and N more").
 Task<Result<CheckResult>> VmdkNode::co_check(bool fix) {
   if (fix) co_return MakeError(ENOTSUP, "This image format does not support repairs");
   CheckResult r;
+  Findings findings{r};
   for (const auto& e : extents_) {
     if (e->kind() != ExtentKind::kSparse) continue;
     const uint64_t grain = e->grain_bytes();
+    const uint64_t span = e->table_span_bytes();
     const uint64_t file_size = static_cast<uint64_t>(e->file()->size());
+    const uint64_t extent_grains = (e->bytes() + grain - 1) / grain;
+    r.total_clusters += static_cast<int64_t>(extent_grains);
     for (uint64_t off = 0; off < e->bytes(); off += grain) {
+      const uint64_t l1 = off / span;
+      if (l1 < e->table_count() && e->table_unallocated(static_cast<uint32_t>(l1))) {
+        off = std::min(e->bytes(), (l1 + 1) * span) - grain;  // whole table: unallocated
+        continue;
+      }
       auto m = co_await e->lookup(off);
-      ++r.total_clusters;
       if (!m) {
-        ++r.corruptions;
-        r.messages.push_back(StrFormat("ERROR: could not get cluster_offset for sector %" PRIu64,
-                                       (e->start + off) / kSectorSize));
+        findings.add(StrFormat("ERROR: could not get cluster_offset for sector %" PRIu64,
+                               (e->start + off) / kSectorSize));
         continue;
       }
       if (m->state != GrainMapping::kAllocated) continue;
       ++r.allocated_clusters;
       if (m->grain_offset >= file_size) {
-        ++r.corruptions;
-        r.messages.push_back(StrFormat("ERROR: cluster offset for sector %" PRIu64
-                                       " points after EOF",
-                                       (e->start + off) / kSectorSize));
+        findings.add(StrFormat("ERROR: cluster offset for sector %" PRIu64 " points after EOF",
+                               (e->start + off) / kSectorSize));
+        continue;
+      }
+      if (e->compressed() && e->layout().has_marker) {
+        if (Status st = co_await check_grain_marker(*e, off, m->grain_offset); !st)
+          findings.add("ERROR: " + st.error().message());
       }
     }
-    if (!e->rgd_mismatch().empty()) {
-      ++r.corruptions;
-      r.messages.push_back("ERROR: " + e->rgd_mismatch());
-    }
+    if (!e->rgd_mismatch().empty()) findings.add("ERROR: " + e->rgd_mismatch());
   }
+  findings.finish();
   co_return r;
+}
+
+// QEMU's check only looks at the entries; a stream image whose entries
+// name metadata markers or other grains (what racing tail writes used to
+// produce) reads back garbage or fails. So each entry of a compressed
+// extent must name a grain marker for its own guest sector whose
+// compressed data lies inside the file.
+Task<Status> VmdkNode::check_grain_marker(Extent& e, uint64_t in_extent, uint64_t at) {
+  const uint64_t sector = (e.start + in_extent) / kSectorSize;
+  const uint64_t file_size = static_cast<uint64_t>(e.file()->size());
+  uint8_t marker[12] = {};
+  if (file_size - at < sizeof marker)
+    co_return MakeError(EIO, StrFormat("compressed grain for sector %" PRIu64 " is cut off", sector));
+  COBLK_CO_RETURN_IF_ERROR(co_await e.file()->pread(static_cast<int64_t>(at), marker, sizeof marker));
+  const uint64_t lba = LoadLe64(marker, 0);
+  const uint32_t size = LoadLe32(marker, 8);
+  if (size == 0)
+    co_return MakeError(EIO, StrFormat("grain-table entry for sector %" PRIu64
+                                       " points at a metadata marker (offset %" PRIu64 ")",
+                                       sector, at));
+  if (lba != sector)
+    co_return MakeError(EIO, StrFormat("grain-table entry for sector %" PRIu64
+                                       " points at the grain marker of sector %" PRIu64
+                                       " (offset %" PRIu64 ")",
+                                       sector, lba, at));
+  if (size > file_size - at - sizeof marker)
+    co_return MakeError(EIO, StrFormat("compressed grain for sector %" PRIu64
+                                       " extends past the end of the file",
+                                       sector));
+  co_return OkStatus();
 }
 
 BlockLimits VmdkNode::driver_limits() {

@@ -48,9 +48,12 @@ class VmdkNode final : public BlockNode {
   Task<Status> co_pwritev_compressed(int64_t offset, int64_t bytes, IoVector& qiov) override;
   Task<Status> co_pwrite_zeroes(int64_t offset, int64_t bytes, uint32_t flags) override;
   Task<Status> co_flush() override;
-  Task<void> co_close() override;
+  Task<Status> co_close() override;
   Task<Result<CheckResult>> co_check(bool fix) override;
   BlockLimits driver_limits() override;
+  // vmdk_rebase.cc: parentFileNameHint and parentCID rewritten.
+  Task<Status> co_change_backing_file(const std::string& name, const std::string& format,
+                                      BlockNode* new_backing) override;
 
  private:
   // The extent holding virtual offset `offset` (< size()).
@@ -77,6 +80,8 @@ class VmdkNode final : public BlockNode {
   // QEMU's vmdk_write_cid: a new CID once per open, before the first write.
   Task<Status> update_cid_once();
   Task<Status> zero_grain(Extent& e, uint64_t in_extent);
+  // check: a compressed grain's entry names a grain marker of its own sector.
+  Task<Status> check_grain_marker(Extent& e, uint64_t in_extent, uint64_t at);
 
   std::vector<std::unique_ptr<Extent>> extents_;
   bool cid_checked_ = false;

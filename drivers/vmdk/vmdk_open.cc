@@ -1,12 +1,16 @@
 #include "drivers/vmdk/vmdk_open.h"
 
+#include <sys/stat.h>
+
 #include <climits>
 #include <cstdlib>
 #include <cstring>
+#include <unordered_map>
 
 #include "drivers/vmdk/bytes.h"
 #include "drivers/vmdk/format.h"
 #include "drivers/vmdk/layout.h"
+#include "drivers/vmdk/strfmt.h"
 
 namespace coblk::vmdk {
 
@@ -54,10 +58,36 @@ Status CheckConfined(const std::string& descriptor_path, const std::string& exte
   return OkStatus();
 }
 
+// A file's identity (device, inode), to find backing loops whatever names
+// the layers use (symlinks, hard links, "./a.vmdk" vs "a.vmdk").
+struct FileId {
+  dev_t dev = 0;
+  ino_t ino = 0;
+  bool operator==(const FileId&) const = default;
+};
+
+std::optional<FileId> IdentityOf(const std::string& path) {
+  struct stat st {};
+  if (path.empty() || ::stat(path.c_str(), &st) != 0) return std::nullopt;
+  return FileId{st.st_dev, st.st_ino};
+}
+
+// Extent files already opened for this descriptor, by identity: a file
+// named by many extent lines is opened once (each open of the same file
+// adds OFD locks the kernel scans linearly, so per-line opens made a
+// descriptor of thousands of lines quadratic).
+struct FileIdHash {
+  size_t operator()(const FileId& f) const {
+    return std::hash<uint64_t>()(static_cast<uint64_t>(f.dev) * 1000003u ^ static_cast<uint64_t>(f.ino));
+  }
+};
+using OpenedExtentFiles = std::unordered_map<FileId, BlockNode*, FileIdHash>;
+
 Task<Result<std::unique_ptr<Extent>>> OpenExtentLine(OpenContext& ctx, VmdkNode& node,
                                                      const ExtentLine& line, size_t index,
                                                      const std::string& descriptor_path,
-                                                     const OpenSettings& s) {
+                                                     const OpenSettings& s,
+                                                     OpenedExtentFiles& opened) {
   if (line.type == ExtentType::kZero) co_return Extent::Zero(line.sectors);
   COBLK_CO_RETURN_IF_ERROR(ValidateExtentFilename(line.filename, s.confine));
   auto path = ResolveExtentPath(descriptor_path, line.filename);
@@ -65,11 +95,21 @@ Task<Result<std::unique_ptr<Extent>>> OpenExtentLine(OpenContext& ctx, VmdkNode&
   if (s.confine) COBLK_CO_RETURN_IF_ERROR(CheckConfined(descriptor_path, *path));
 
   const std::string child_name = "extents." + std::to_string(index);
-  auto child = co_await ctx.open_child(child_name, ChildRole::kData, *path);
-  if (!child) co_return std::unexpected(child.error());
-  if (!*child) co_return MakeError(EINVAL, "Could not open extent '" + *path + "'");
-  BlockNode* file = child->get();
-  node.add_child(child_name, ChildRole::kData, std::move(*child));
+  // Options given for this extent's child (extents.N.*) open it on its own.
+  const bool own_options = ctx.options.has(child_name) || ctx.options.has_prefix(child_name);
+  const std::optional<FileId> id = own_options ? std::nullopt : IdentityOf(*path);
+  BlockNode* file = nullptr;
+  if (id) {
+    if (auto it = opened.find(*id); it != opened.end()) file = it->second;
+  }
+  if (!file) {
+    auto child = co_await ctx.open_child(child_name, ChildRole::kData, *path);
+    if (!child) co_return std::unexpected(child.error());
+    if (!*child) co_return MakeError(EINVAL, "Could not open extent '" + *path + "'");
+    file = child->get();
+    node.add_child(child_name, ChildRole::kData, std::move(*child));
+    if (id) opened.emplace(*id, file);
+  }
 
   const bool extent_rw = line.access == ExtentAccess::kReadWrite;
   if (IsFlatType(line.type)) {
@@ -91,6 +131,10 @@ Task<Result<std::unique_ptr<Extent>>> OpenExtentLine(OpenContext& ctx, VmdkNode&
 
 Task<Status> OpenDescriptorFile(OpenContext& ctx, VmdkNode& node, const std::string& text,
                                 const std::string& descriptor_path, const OpenSettings& s) {
+  // QEMU looks for createType (strstr) before anything else in a descriptor
+  // file, so any file that is not a descriptor fails with this message.
+  if (text.find("createType") == std::string::npos)
+    co_return MakeError(EINVAL, "invalid VMDK image descriptor");
   auto d = ParseDescriptor(text);
   if (!d) co_return std::unexpected(d.error());
   if (d->create_type.empty()) co_return MakeError(EINVAL, "invalid VMDK image descriptor");
@@ -98,8 +142,9 @@ Task<Status> OpenDescriptorFile(OpenContext& ctx, VmdkNode& node, const std::str
   node.create_type = d->create_type;
   TakeDescriptorFacts(node, *d);
   if (d->extents.empty()) co_return MakeError(EINVAL, "VMDK descriptor has no extents");
+  OpenedExtentFiles opened;
   for (size_t i = 0; i < d->extents.size(); ++i) {
-    auto e = co_await OpenExtentLine(ctx, node, d->extents[i], i, descriptor_path, s);
+    auto e = co_await OpenExtentLine(ctx, node, d->extents[i], i, descriptor_path, s, opened);
     if (!e) co_return std::unexpected(e.error());
     node.add_extent(std::move(*e));
   }
@@ -160,20 +205,133 @@ Task<Status> OpenMonolithic(OpenContext& ctx, VmdkNode& node, BlockNode& file, u
   co_return OkStatus();
 }
 
-Task<Status> OpenBacking(OpenContext& ctx, VmdkNode& node) {
-  if (node.parent_file_name_hint.empty()) co_return OkStatus();
-  std::string path = node.parent_file_name_hint;
-  if (path.front() != '/') {
-    const std::string& base = node.file()->filename();
-    size_t slash = base.rfind('/');
-    if (slash != std::string::npos) path = base.substr(0, slash + 1) + path;
+// The file a backing layer's options will open: an explicit filename wins
+// over the name derived from the hint.
+std::string BackingFileName(const Options& mine, const std::string& path) {
+  if (auto f = mine.peek("file.filename")) return *f;
+  if (auto f = mine.peek("filename")) return *f;
+  if (auto f = mine.peek("file")) return *f;
+  return path;
+}
+
+// Opens the backing chain below `top` one layer at a time, without one
+// nested open per level (a long chain must not grow the native stack, and
+// each layer is checked against all the layers above it):
+//   * every layer is opened with "backing=" (empty), so its own open stops
+//     at itself; this loop then reads its parentFileNameHint and goes on;
+//   * with confine-extents=on the hint obeys the extent-name rules (relative,
+//     no "..", no json:/protocol names, no symlink out of the directory of the
+//     layer naming it) and every layer is opened with confine-extents=on;
+//   * a layer whose file is (same device and inode) a file of a layer above
+//     it is a loop: an error naming the chain;
+//   * at most kMaxBackingDepth layers below the top (reads of unallocated
+//     data still recurse once per layer).
+// Options the user gave for the chain (backing.file.filename=...,
+// backing.backing.driver=...) are handed to the layer they name.
+Task<Status> OpenBackingChain(OpenContext& ctx, VmdkNode& top, const OpenSettings& s) {
+  // A layer opened by this loop on behalf of the layer above it.
+  if (auto v = ctx.options.peek("backing"); v && v->empty() && !ctx.options.has_prefix("backing")) {
+    ctx.options.take_string("backing");
+    co_return OkStatus();
   }
-  // QEMU records backing_format "vmdk" for parentFileNameHint.
-  if (!ctx.options.has("backing") && !ctx.options.has_prefix("backing."))
-    ctx.options.set("backing.driver", "vmdk");
-  auto backing = co_await ctx.open_child("backing", ChildRole::kBacking, path, true);
-  if (!backing) co_return std::unexpected(backing.error().WithContext("Could not open backing file"));
-  if (*backing) node.add_child("backing", ChildRole::kBacking, std::move(*backing));
+  if (top.parent_file_name_hint.empty()) co_return OkStatus();
+  if (ctx.no_backing) {
+    // Backing options are accepted and unused, as open_child would do.
+    ctx.options.extract_prefix("backing");
+    ctx.options.take_string("backing");
+    co_return OkStatus();
+  }
+
+  std::vector<std::pair<std::string, std::optional<FileId>>> chain;  // layers so far
+  chain.emplace_back(top.file()->filename(), IdentityOf(top.file()->filename()));
+  Options* level_opts = &ctx.options;  // options of the current layer (its "backing.*")
+  Options deeper_storage;
+  VmdkNode* cur = &top;
+  for (size_t depth = 1;; ++depth) {
+    if (cur->parent_file_name_hint.empty()) break;
+    std::optional<std::string> plain = level_opts->take_string("backing");
+    if (plain && plain->empty()) break;  // "backing=": no backing file
+    Options mine = level_opts->extract_prefix("backing");
+    const bool user_named =
+        plain || mine.has("filename") || mine.has("file") || mine.has("file.filename");
+    const bool user_opts = plain || !mine.empty();
+
+    const std::string& hint = cur->parent_file_name_hint;
+    const std::string& cur_path = cur->file()->filename();
+    std::string path;
+    if (plain) {
+      path = *plain;
+    } else if (s.confine) {
+      // The hint names a file like an extent line does, and obeys the same
+      // rules: relative, inside the directory of the layer that names it.
+      if (Status st = ValidateExtentFilename(hint, true); !st)
+        co_return MakeError(st.error().errnum(),
+                            "Backing file of '" + cur_path + "': " + st.error().message());
+      auto resolved = ResolveExtentPath(cur_path, hint);
+      if (!resolved) co_return std::unexpected(resolved.error());
+      path = *resolved;
+    } else {
+      path = hint;
+      if (path.front() != '/') {
+        size_t slash = cur_path.rfind('/');
+        if (slash != std::string::npos) path = cur_path.substr(0, slash + 1) + path;
+      }
+    }
+    if (s.confine && !user_named)
+      if (Status st = CheckConfined(cur_path, path); !st)
+        co_return MakeError(st.error().errnum(), "Backing file of '" + cur_path + "': " +
+                                                     st.error().message());
+    if (depth > kMaxBackingDepth)
+      co_return MakeError(EMLINK, StrFormat("Backing chain of '%s' is too deep: more than %zu "
+                                            "backing files",
+                                            top.file()->filename().c_str(), kMaxBackingDepth));
+
+    // The loop check comes before the open: a layer that is the top image
+    // itself (opened read-write) must not be reported as a lock conflict.
+    const std::string next_name = BackingFileName(mine, path);
+    if (auto id = IdentityOf(next_name)) {
+      for (const auto& [name, seen] : chain) {
+        if (seen != id) continue;
+        std::string loop;
+        for (const auto& layer : chain) loop += "'" + layer.first + "' -> ";
+        loop += "'" + next_name + "'";
+        if (next_name != name) loop += " (the same file as '" + name + "')";
+        co_return MakeError(ELOOP, "Backing file loop: " + loop);
+      }
+    }
+
+    // QEMU records backing_format "vmdk" for parentFileNameHint.
+    // A confined chain is VMDK throughout (no probing of what a hint names).
+    if (!user_opts || s.confine) mine.set_default("driver", "vmdk");
+    const bool next_is_vmdk = mine.peek("driver") == std::optional<std::string>("vmdk");
+    Options deeper;
+    std::optional<std::string> deeper_plain;
+    if (next_is_vmdk) {
+      if (s.confine) mine.set("confine-extents", "on");
+      deeper = mine.extract_prefix("backing");
+      deeper_plain = mine.take_string("backing");
+      mine.set("backing", "");
+    }
+    Options wrapped;
+    for (const auto& [k, v] : mine.values()) wrapped.set("backing." + k, v);
+    OpenContext sub{ctx.loop, wrapped, /*read_only=*/true, {}, ctx.graph};
+    auto child = co_await sub.open_child("backing", ChildRole::kBacking, path, true);
+    if (!child) co_return std::unexpected(child.error().WithContext("Could not open backing file"));
+    if (!*child) break;  // backing files not wanted (-U style open)
+    std::shared_ptr<BlockNode> node = std::move(*child);
+    cur->add_child("backing", ChildRole::kBacking, node);
+    auto* next = next_is_vmdk ? dynamic_cast<VmdkNode*>(node.get()) : nullptr;
+    if (!next) break;
+    const std::string opened = node->file() ? node->file()->filename() : next_name;
+    chain.emplace_back(opened, IdentityOf(opened));
+    cur = next;
+    if (deeper_plain) deeper.set("backing", *deeper_plain);
+    deeper_storage = std::move(deeper);
+    level_opts = &deeper_storage;
+  }
+  // Options naming layers below the end of the chain were not used.
+  if (level_opts != &ctx.options)
+    COBLK_CO_RETURN_IF_ERROR(level_opts->check_all_consumed("Block format 'vmdk'"));
   co_return OkStatus();
 }
 
@@ -213,7 +371,7 @@ Task<Result<std::shared_ptr<BlockNode>>> OpenVmdk(const BlockDriver* driver, Ope
   constexpr int64_t kMaxDiskBytes = INT64_MAX & ~((int64_t{1} << 30) - 1);
   if (st && node->size() > kMaxDiskBytes)
     st = MakeError(EFBIG, "Image size too big: " + std::to_string(node->size()) + " bytes");
-  if (st) st = co_await OpenBacking(ctx, *node);
+  if (st) st = co_await OpenBackingChain(ctx, *node, s);
   if (!st) {
     co_await node->close();
     co_return std::unexpected(st.error());

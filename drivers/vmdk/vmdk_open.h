@@ -13,8 +13,14 @@ namespace coblk::vmdk {
 // Options the vmdk format accepts (besides children's):
 //   l2-cache-size    bytes of grain tables cached per extent (default 4 MiB)
 //   confine-extents  on: extent files must lie in the descriptor's directory
-//                    (no absolute paths, "..", or symlinks leading out)
+//                    (no absolute paths, "..", or symlinks leading out),
+//                    and so must every parentFileNameHint of the backing
+//                    chain; every layer is opened with confine-extents=on
 inline constexpr uint64_t kDefaultL2CacheBytes = 4 << 20;
+// Longest backing chain below an image. Opening is iterative, but a read of
+// unallocated data descends one layer per level (coroutine frames resumed on
+// the native stack when the bottom read completes), so the depth is bounded.
+inline constexpr size_t kMaxBackingDepth = 256;
 
 Task<Result<std::shared_ptr<BlockNode>>> OpenVmdk(const BlockDriver* driver, OpenContext& ctx);
 

@@ -12,6 +12,7 @@
 #include "drivers/vmdk/vmdk_node.h"
 #include "io/aligned_buffer.h"
 #include "io/thread_pool.h"
+#include "util/report.h"
 
 namespace coblk::vmdk {
 
@@ -160,8 +161,11 @@ Task<Status> VmdkNode::write_piece(Extent& e, uint64_t in_extent, uint64_t n, Io
     if (m->state != GrainMapping::kAllocated)
       co_return co_await allocate_grain(e, in_extent, n, data, m->state, order);
   }
-  if (e.compressed())
-    co_return MakeError(EIO, "Could not write to allocated cluster for streamOptimized");
+  if (e.compressed()) {
+    static constexpr char kMsg[] = "Could not write to allocated cluster for streamOptimized";
+    ReportError(kMsg);  // QEMU reports it too, before the request fails
+    co_return MakeError(EIO, kMsg);
+  }
   const uint64_t at = m->grain_offset + in_extent % e.grain_bytes();
   COBLK_CO_RETURN_IF_ERROR(e.check_data_target(at, n));
   co_return co_await e.file()->pwritev(static_cast<int64_t>(at), static_cast<int64_t>(n), data);

@@ -212,6 +212,22 @@ TEST_F(GraphTest, OpensFormatOverProtocol) {
   EXPECT_EQ((*n)->file()->filename(), "fmt");
 }
 
+// "file=x" names the child's file just as "file.filename=y" does: both at
+// once is an error naming the keys (QEMU refuses it too).
+TEST_F(GraphTest, FileAndFileFilenameTogetherAreRejected) {
+  Disks()["fmt-a"] = std::vector<uint8_t>(4096, 0);
+  Disks()["fmt-b"] = std::vector<uint8_t>(4096, 0);
+  auto n = OpenNode(loop(), "driver=testfmt,file=testproto:fmt-a,file.filename=testproto:fmt-b");
+  ASSERT_FALSE(n);
+  EXPECT_EQ(n.error().errnum(), EINVAL);
+  EXPECT_NE(n.error().message().find("'file.filename'"), std::string::npos) << n.error().message();
+  auto one = OpenNode(loop(), "driver=testfmt,file=testproto:fmt-a");
+  ASSERT_TRUE(one) << one.error().ToString();
+  sync_wait(loop(), (*one)->close());
+  Disks().erase("fmt-a");
+  Disks().erase("fmt-b");
+}
+
 TEST_F(GraphTest, FilenameWithProtocolPrefix) {
   auto n = OpenNode(loop(), "driver=testfmt,filename=testproto:plain,node-name=top");
   ASSERT_TRUE(n) << n.error().ToString();

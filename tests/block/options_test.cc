@@ -14,6 +14,31 @@ TEST(OptionsTest, ParsesKeyValuePairs) {
   EXPECT_EQ(o->values().size(), 3u);
 }
 
+// A key given twice is an error naming it, not "the last one wins".
+TEST(OptionsTest, DuplicateKeysAreRejected) {
+  auto o = Options::Parse("driver=raw,file.filename=a.img,file.filename=b.img");
+  ASSERT_FALSE(o);
+  EXPECT_EQ(o.error().errnum(), EINVAL);
+  EXPECT_NE(o.error().message().find("'file.filename'"), std::string::npos) << o.error().message();
+  auto flag = Options::Parse("read-only,read-only=off");
+  ASSERT_FALSE(flag);
+  EXPECT_NE(flag.error().message().find("'read-only'"), std::string::npos);
+  auto implied = Options::Parse("a.img,filename=b.img", "filename");
+  ASSERT_FALSE(implied);
+  EXPECT_NE(implied.error().message().find("'filename'"), std::string::npos);
+
+  auto j = Options::ParseJson(R"({"driver":"raw","file":{"filename":"a","filename":"b"}})");
+  ASSERT_FALSE(j);
+  EXPECT_NE(j.error().message().find("'filename'"), std::string::npos) << j.error().message();
+  auto flat = Options::ParseJson(R"({"file":{"filename":"a"},"file.filename":"b"})");
+  ASSERT_FALSE(flat);
+  EXPECT_NE(flat.error().message().find("'file.filename'"), std::string::npos);
+  // The same key in different objects is fine.
+  auto ok = Options::ParseJson(R"({"filename":"a","file":{"filename":"b"}})");
+  ASSERT_TRUE(ok) << ok.error().ToString();
+  EXPECT_EQ(ok->peek("file.filename"), "b");
+}
+
 TEST(OptionsTest, DoubleCommaEscapesComma) {
   auto o = Options::Parse("filename=a,,b.img,driver=raw");
   ASSERT_TRUE(o);

@@ -209,13 +209,52 @@ TEST_F(RequestTest, WriteZeroesFallsBackToZeroedBuffers) {
   EXPECT_GE(Mem(n)->count('w'), 3u);
   for (const Req& r : Mem(n)->reqs) {
     EXPECT_LE(r.bytes, 1 << 20);
-    EXPECT_TRUE(r.flags & kReqZeroWrite);
+    EXPECT_EQ(r.flags, 0u);  // no internal flag reaches the driver
   }
   std::vector<uint8_t> got(4 << 20);
   ASSERT_TRUE(Read(*n, 0, got.data(), 4 << 20));
   for (int64_t i = 0; i < (4 << 20); i++) {
     ASSERT_EQ(got[i], (i >= 512 && i < 512 + (3 << 20)) ? 0 : 0xFF) << i;
   }
+}
+
+// FUA where the driver does not honour it: the request reaches the driver
+// without the flag and a flush follows it before the request returns, for
+// data writes, write_zeroes and the zeroed-buffer fallback alike.
+TEST_F(RequestTest, FuaIsEmulatedWithAFlushWhereTheDriverLacksIt) {
+  for (const char* zeroes : {"on", "off"}) {
+    SCOPED_TRACE(zeroes);
+    auto n = Open(std::string("driver=testmem,size=64k,align=512,zeroes=") + zeroes);
+    std::vector<uint8_t> buf(4096, 0x5a);
+    ASSERT_TRUE(Zero(*n, 4096, 8192, kReqFua));
+    ASSERT_FALSE(Mem(n)->reqs.empty());
+    EXPECT_EQ(Mem(n)->reqs.back().op, 'f');
+    EXPECT_EQ(Mem(n)->count('f'), 1u);
+    for (const Req& r : Mem(n)->reqs) EXPECT_FALSE(r.flags & kReqFua) << r.op;
+    Mem(n)->reqs.clear();
+    ASSERT_TRUE(sync_wait(loop(), n->pwrite(0, buf.data(), 4096, kReqFua)));
+    ASSERT_EQ(Mem(n)->reqs.size(), 2u);
+    EXPECT_EQ(Mem(n)->reqs[0].op, 'w');
+    EXPECT_FALSE(Mem(n)->reqs[0].flags & kReqFua);
+    EXPECT_EQ(Mem(n)->reqs[1].op, 'f');
+    Mem(n)->reqs.clear();
+    // Without FUA nothing is flushed.
+    ASSERT_TRUE(Zero(*n, 0, 4096));
+    ASSERT_TRUE(sync_wait(loop(), n->pwrite(0, buf.data(), 4096)));
+    EXPECT_EQ(Mem(n)->count('f'), 0u);
+  }
+}
+
+// A driver that declares FUA gets the flag and no extra flush.
+TEST_F(RequestTest, FuaPassesToADriverThatHonoursIt) {
+  auto n = Open("driver=testmem,size=64k,fua=on");
+  std::vector<uint8_t> buf(4096, 0x5a);
+  ASSERT_TRUE(sync_wait(loop(), n->pwrite(0, buf.data(), 4096, kReqFua)));
+  ASSERT_TRUE(Zero(*n, 4096, 4096, kReqFua));
+  ASSERT_EQ(Mem(n)->reqs.size(), 2u);
+  EXPECT_TRUE(Mem(n)->reqs[0].flags & kReqFua);
+  EXPECT_TRUE(Mem(n)->reqs[1].flags & kReqFua);
+  EXPECT_EQ(Mem(n)->count('f'), 0u);
 }
 
 TEST_F(RequestTest, WriteZeroesNoFallbackFailsWithEnotsup) {

@@ -24,7 +24,7 @@ void TestMemNode::fill(int64_t offset, int64_t bytes, uint8_t byte) {
 void TestMemNode::record(char op, int64_t offset, int64_t bytes, uint32_t flags,
                          const IoVector* qiov) {
   reqs.push_back({op, offset, bytes, flags});
-  if (offset % align || bytes % align || bytes <= 0) violation = true;
+  if (op != 'f' && (offset % align || bytes % align || bytes <= 0)) violation = true;
   if (qiov && !qiov->is_aligned(mem_align)) violation = true;
   if (qiov && max_transfer && static_cast<uint64_t>(bytes) > max_transfer) violation = true;
   if (offset + bytes > (size() + align - 1) / align * align) violation = true;
@@ -125,9 +125,14 @@ BlockLimits TestMemNode::driver_limits() {
   return l;
 }
 
-Task<void> TestMemNode::co_close() {
+Task<Status> TestMemNode::co_flush() {
+  record('f', 0, 0, 0, nullptr);
+  co_return co_await BlockNode::co_flush();
+}
+
+Task<Status> TestMemNode::co_close() {
   closed = true;
-  co_return;
+  co_return OkStatus();
 }
 
 namespace {
@@ -147,8 +152,10 @@ Status Configure(TestMemNode& n, Options& o) {
   auto zeroes = o.get_bool("zeroes", true);
   auto discard = o.get_bool("discard", false);
   auto delay = o.get_int("delay_us", 0);
+  auto fua = o.get_bool("fua", false);
   for (const Status& s : {Check(size), Check(align), Check(mem_align), Check(zero_align),
-                          Check(max_transfer), Check(zeroes), Check(discard), Check(delay)}) {
+                          Check(max_transfer), Check(zeroes), Check(discard), Check(delay),
+                          Check(fua)}) {
     COBLK_RETURN_IF_ERROR(s);
   }
   n.set_size(static_cast<int64_t>(*size));
@@ -161,6 +168,9 @@ Status Configure(TestMemNode& n, Options& o) {
   n.zeroes = *zeroes;
   n.discard = *discard;
   n.delay = std::chrono::microseconds(*delay);
+  // fua=on: the node claims to honour FUA itself (it records the flag).
+  if (*fua) n.set_supported_flags(kReqFua, kReqFua | kReqMayUnmap | kReqNoFallback);
+  else n.set_supported_flags(0, kReqMayUnmap | kReqNoFallback);
   return OkStatus();
 }
 
@@ -189,6 +199,10 @@ class TestProtoNode : public BlockNode {
     set_size(static_cast<int64_t>(disk.size()));
   }
 
+  std::chrono::microseconds flush_delay{0};
+  int flush_errno = 0;
+  int close_errno = 0;
+
  protected:
   Task<Status> co_preadv(int64_t offset, int64_t bytes, IoVector& qiov, uint32_t) override {
     const int64_t n = std::max<int64_t>(0, std::min<int64_t>(bytes, size() - offset));
@@ -207,9 +221,18 @@ class TestProtoNode : public BlockNode {
     l.request_alignment = align_;
     return l;
   }
-  Task<void> co_close() override {
+  Task<Status> co_flush() override {
+    ProtoLog().push_back("flush");
+    if (flush_delay.count()) co_await co_sleep(flush_delay);
+    ProtoLog().push_back("flushed");
+    if (flush_errno) co_return MakeError(flush_errno, "testproto: flush failed");
+    co_return OkStatus();
+  }
+  Task<Status> co_close() override {
     ProtoCloseCount()++;
-    co_return;
+    ProtoLog().push_back("close");
+    if (close_errno) co_return MakeError(close_errno, "testproto: close failed");
+    co_return OkStatus();
   }
 
  private:
@@ -228,9 +251,19 @@ class TestProtoDriver : public BlockDriver {
     auto it = Disks().find(name);
     if (it == Disks().end()) co_return MakeError(ENOENT, "Could not open '" + name + "'");
     Result<int64_t> align = ctx.options.get_int("align", 1);
-    if (!align) co_return std::unexpected(align.error());
-    co_return std::make_shared<TestProtoNode>(this, ctx.loop, it->second,
-                                              static_cast<uint32_t>(*align));
+    Result<int64_t> flush_delay = ctx.options.get_int("flush_delay_us", 0);
+    Result<int64_t> flush_errno = ctx.options.get_int("flush_errno", 0);
+    Result<int64_t> close_errno = ctx.options.get_int("close_errno", 0);
+    for (const Status& s : {Check(align), Check(flush_delay), Check(flush_errno),
+                            Check(close_errno)}) {
+      COBLK_CO_RETURN_IF_ERROR(s);
+    }
+    auto node = std::make_shared<TestProtoNode>(this, ctx.loop, it->second,
+                                                static_cast<uint32_t>(*align));
+    node->flush_delay = std::chrono::microseconds(*flush_delay);
+    node->flush_errno = static_cast<int>(*flush_errno);
+    node->close_errno = static_cast<int>(*close_errno);
+    co_return node;
   }
 };
 
@@ -279,6 +312,11 @@ std::map<std::string, std::vector<uint8_t>>& Disks() {
 int& ProtoCloseCount() {
   static int count = 0;
   return count;
+}
+
+std::vector<std::string>& ProtoLog() {
+  static std::vector<std::string> log;
+  return log;
 }
 
 }  // namespace coblk::test

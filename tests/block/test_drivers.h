@@ -20,7 +20,7 @@
 namespace coblk::test {
 
 struct Req {
-  char op;  // 'r'ead, 'w'rite, 'z'eroes, 'd'iscard
+  char op;  // 'r'ead, 'w'rite, 'z'eroes, 'd'iscard, 'f'lush
   int64_t offset;
   int64_t bytes;
   uint32_t flags;
@@ -58,8 +58,9 @@ class TestMemNode : public BlockNode {
   Task<Status> co_pdiscard(int64_t offset, int64_t bytes) override;
   Task<Result<BlockStatus>> co_block_status(bool want_zero, int64_t offset,
                                             int64_t bytes) override;
+  Task<Status> co_flush() override;
   BlockLimits driver_limits() override;
-  Task<void> co_close() override;
+  Task<Status> co_close() override;
 
  private:
   void record(char op, int64_t offset, int64_t bytes, uint32_t flags, const IoVector* qiov);
@@ -72,5 +73,8 @@ class TestMemNode : public BlockNode {
 std::map<std::string, std::vector<uint8_t>>& Disks();
 // How many testproto nodes have been closed.
 int& ProtoCloseCount();
+// What testproto nodes did: "flush" (started), "flushed", "close". Options
+// flush_delay_us, flush_errno and close_errno shape those steps.
+std::vector<std::string>& ProtoLog();
 
 }  // namespace coblk::test

@@ -6,6 +6,7 @@
 
 #include <cstring>
 #include <memory>
+#include <type_traits>
 #include <vector>
 
 #include "coroutine/sync_wait.h"
@@ -35,8 +36,9 @@ class AioEngineTest : public LoopTest {
 Task<Status> write_then_read(AioEngine& e, int fd, uint64_t off, uint8_t pattern) {
   AlignedBuffer w(4096), r(4096);
   std::memset(w.data(), pattern, 4096);
-  COBLK_CO_RETURN_IF_ERROR(co_await e.pwritev(fd, w.iov(), off));
-  COBLK_CO_RETURN_IF_ERROR(co_await e.preadv(fd, r.iov(), off));
+  IoVector wv = w.iov(), rv = r.iov();
+  COBLK_CO_RETURN_IF_ERROR(co_await e.pwritev(fd, wv, off));
+  COBLK_CO_RETURN_IF_ERROR(co_await e.preadv(fd, rv, off));
   if (std::memcmp(w.data(), r.data(), 4096) != 0) co_return MakeError(EIO, "mismatch");
   co_return OkStatus();
 }
@@ -80,7 +82,10 @@ TEST_F(AioEngineTest, ScatterGatherVector) {
   v.append(a.data(), 4096);
   v.append(b.data(), 8192);
   ASSERT_TRUE(sync_wait(loop(), [&]() -> Task<Status> { co_return co_await e->pwritev(fd, v, 8192); }()));
-  ASSERT_TRUE(sync_wait(loop(), [&]() -> Task<Status> { co_return co_await e->preadv(fd, whole.iov(), 8192); }()));
+  ASSERT_TRUE(sync_wait(loop(), [&]() -> Task<Status> {
+    IoVector wv = whole.iov();
+    co_return co_await e->preadv(fd, wv, 8192);
+  }()));
   EXPECT_EQ(whole.data()[0], 'a');
   EXPECT_EQ(whole.data()[4095], 'a');
   EXPECT_EQ(whole.data()[4096], 'b');
@@ -100,7 +105,10 @@ TEST_F(AioEngineTest, ShortReadAtEndOfFileIsZeroFilled) {
   auto e = make_engine(4);
   AlignedBuffer buf(16384);
   std::memset(buf.data(), 0xff, buf.size());
-  auto s = sync_wait(loop(), [&]() -> Task<Status> { co_return co_await e->preadv(fd, buf.iov(), 0); }());
+  auto s = sync_wait(loop(), [&]() -> Task<Status> {
+    IoVector v = buf.iov();
+    co_return co_await e->preadv(fd, v, 0);
+  }());
   ASSERT_TRUE(s) << s.error().ToString();
   EXPECT_EQ(buf.data()[0], 'x');
   EXPECT_EQ(buf.data()[4096 + 511], 'x');
@@ -128,7 +136,10 @@ TEST_F(AioEngineTest, ParksRequestsBeyondQueueDepth) {
 TEST_F(AioEngineTest, BadFileDescriptorFails) {
   auto e = make_engine(4);
   AlignedBuffer buf(4096);
-  auto s = sync_wait(loop(), [&]() -> Task<Status> { co_return co_await e->preadv(987654, buf.iov(), 0); }());
+  auto s = sync_wait(loop(), [&]() -> Task<Status> {
+    IoVector v = buf.iov();
+    co_return co_await e->preadv(987654, v, 0);
+  }());
   ASSERT_FALSE(s);
   EXPECT_EQ(s.error().errnum(), EBADF);
 }
@@ -138,7 +149,10 @@ TEST_F(AioEngineTest, WriteToReadOnlyDescriptorFails) {
   int fd = open_direct(f.path(), O_RDONLY);
   auto e = make_engine(4);
   AlignedBuffer buf(4096);
-  auto s = sync_wait(loop(), [&]() -> Task<Status> { co_return co_await e->pwritev(fd, buf.iov(), 0); }());
+  auto s = sync_wait(loop(), [&]() -> Task<Status> {
+    IoVector v = buf.iov();
+    co_return co_await e->pwritev(fd, v, 0);
+  }());
   ASSERT_FALSE(s);
   EXPECT_EQ(s.error().errnum(), EBADF);
   close(fd);
@@ -153,10 +167,12 @@ TEST_F(AioEngineTest, CompletionResumesFromLoopNotSubmitPath) {
   bool resumed_inside = false;
   auto t = [&]() -> Task<void> {
     in_submit_path = true;
-    auto op = e->preadv(fd, buf.iov(), 0);
+    // A named vector: the Op keeps a reference to it until it completes.
+    IoVector v = buf.iov();
     // The op suspends; when it resumes we must not be inside this frame's
     // call stack any more (the flag was cleared by the code after co_await).
-    co_await op;
+    Status s = co_await e->preadv(fd, v, 0);
+    EXPECT_TRUE(s) << s.error().ToString();
     resumed_inside = in_submit_path;
   };
   auto wrapper = [&]() -> Task<void> {
@@ -168,6 +184,27 @@ TEST_F(AioEngineTest, CompletionResumesFromLoopNotSubmitPath) {
   EXPECT_FALSE(resumed_inside);
   close(fd);
 }
+
+// Misuse of AioEngine::Op does not compile: the Op cannot be copied or
+// moved (its iocb points at itself), and the vector cannot be a temporary
+// (the kernel uses it until completion) or const for a read (the tail of a
+// short read is zero-filled through it). These fail the build if broken.
+template <typename E>
+concept ReadsIntoTemporary = requires(E& e) { e.preadv(0, IoVector{}, 0); };
+template <typename E>
+concept WritesFromTemporary = requires(E& e) { e.pwritev(0, IoVector{}, 0); };
+template <typename E>
+concept ReadsIntoConst = requires(E& e, const IoVector& v) { e.preadv(0, v, 0); };
+template <typename E>
+concept ReadsIntoNamed = requires(E& e, IoVector& v) { e.preadv(0, v, 0); };
+static_assert(!ReadsIntoTemporary<AioEngine>);
+static_assert(!WritesFromTemporary<AioEngine>);
+static_assert(!ReadsIntoConst<AioEngine>);
+static_assert(ReadsIntoNamed<AioEngine>);
+static_assert(!std::is_copy_constructible_v<AioEngine::Op>);
+static_assert(!std::is_move_constructible_v<AioEngine::Op>);
+static_assert(!std::is_copy_assignable_v<AioEngine::Op>);
+static_assert(!std::is_move_assignable_v<AioEngine::Op>);
 
 TEST_F(AioEngineTest, ProbesDirectAlignment) {
   TempFile f(1 << 16);

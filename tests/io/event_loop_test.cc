@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
+#include <future>
 #include <thread>
 
 #include "coroutine/sync_wait.h"
@@ -46,6 +48,27 @@ TEST_F(EventLoopTest, RunStopsFromAnotherThread) {
   loop().run();
   stopper.join();
   SUCCEED();
+}
+
+// stop() before run(): run() must still return (it used to reset the flag
+// and block in epoll_wait for ever).
+TEST_F(EventLoopTest, StopBeforeRunIsNotLost) {
+  auto other = EventLoop::Create().value();
+  other->stop();
+  std::promise<void> returned;
+  auto fut = returned.get_future();
+  std::thread t([&] {
+    other->run();
+    returned.set_value();
+  });
+  const bool ok = fut.wait_for(std::chrono::seconds(10)) == std::future_status::ready;
+  if (!ok) other->stop();  // unblock it so the test can end
+  t.join();
+  EXPECT_TRUE(ok) << "run() ignored a stop() made before it started";
+  // The stop was consumed: a later stop() ends a later run().
+  std::thread t2([&] { other->run(); });
+  other->stop();
+  t2.join();
 }
 
 TEST_F(EventLoopTest, TimersFireInDeadlineOrderAndCanBeCancelled) {

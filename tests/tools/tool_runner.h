@@ -42,9 +42,12 @@ inline std::string ReadAll(const std::string& path) {
   return ss.str();
 }
 
-inline RunResult RunTool(const std::string& program, const std::vector<std::string>& args) {
+// Runs program with args; with dir non-empty, in that working directory.
+inline RunResult RunToolIn(const std::string& dir, const std::string& program,
+                           const std::vector<std::string>& args) {
   TempFile out, err;
-  std::string cmd = ShellQuote(program);
+  std::string cmd = dir.empty() ? "" : "cd " + ShellQuote(dir) + " && ";
+  cmd += ShellQuote(program);
   for (const std::string& a : args) cmd += " " + ShellQuote(a);
   cmd += " >" + ShellQuote(out.path()) + " 2>" + ShellQuote(err.path()) + " </dev/null";
   int raw = std::system(cmd.c_str());
@@ -54,6 +57,29 @@ inline RunResult RunTool(const std::string& program, const std::vector<std::stri
   r.err = ReadAll(err.path());
   return r;
 }
+
+inline RunResult RunTool(const std::string& program, const std::vector<std::string>& args) {
+  return RunToolIn("", program, args);
+}
+
+// A scratch directory under the build tree, removed with its contents.
+class ScratchDir {
+ public:
+  ScratchDir() {
+    std::string t = std::string(COBLK_BIN_DIR) + "/coblk-scratch-XXXXXX";
+    if (mkdtemp(t.data())) path_ = t;
+  }
+  ~ScratchDir() {
+    if (!path_.empty()) std::system(("rm -rf " + ShellQuote(path_)).c_str());
+  }
+  ScratchDir(const ScratchDir&) = delete;
+  ScratchDir& operator=(const ScratchDir&) = delete;
+  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
 
 inline std::string CoblkIo() { return COBLK_BIN_DIR "/coblk-io"; }
 inline std::string CoblkImg() { return COBLK_BIN_DIR "/coblk-img"; }

@@ -1,0 +1,361 @@
+// coblk-img compare: qemu-img compare's checks, messages and exit codes
+// (0 identical, 1 different, 2 open error, 3 block-status error, 4 read
+// error), on coblk's parallel I/O.
+//
+// qemu-img walks the images one chunk (at most 2 MiB) at a time and reads
+// both sides of a chunk one after the other. Here the block-status walk
+// produces the same chunks in the same order, but up to kWindow chunks are
+// read at once (both images of a chunk in parallel). Outcomes are judged
+// strictly in chunk order, so the first difference or error reported, the
+// progress figures and the exit code are the ones the sequential walk
+// gives; chunks after a failing one may have been read and are ignored.
+#include <getopt.h>
+
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "coroutine/spawn.h"
+#include "coroutine/sync_wait.h"
+#include "io/aligned_buffer.h"
+#include "tools/img_commands.h"
+#include "tools/progress.h"
+
+namespace coblk::tools {
+
+namespace {
+
+constexpr int64_t kIoBufSize = int64_t{2} << 20;  // qemu-img's IO_BUF_SIZE
+constexpr size_t kWindow = 16;                    // chunks read at once
+constexpr int64_t kSector = 512;
+
+struct Image {
+  std::string name;
+  std::unique_ptr<BlockBackend> blk;
+  int64_t size = 0;
+};
+
+// What one chunk found; kContinue lets the walk go on.
+struct Outcome {
+  enum Code { kContinue = 0, kMismatch = 1, kStatusError = 3, kReadError = 4 } code = kContinue;
+  std::string message;  // stdout (mismatch, unless -q) or stderr (errors)
+};
+
+// The byte index of the first 512-byte sector of buf holding a non-zero
+// byte (qemu-img's find_nonzero), -1 if all zero.
+int64_t FindNonzero(const uint8_t* buf, int64_t n) {
+  for (int64_t i = 0; i < n; i += kSector) {
+    const int64_t len = std::min(kSector, n - i);
+    for (int64_t j = 0; j < len; ++j) {
+      if (buf[i + j]) return i;
+    }
+  }
+  return -1;
+}
+
+// qemu-img's compare_buffers: whether the first sector differs, and in
+// *pnum how many bytes (whole sectors) share that answer.
+bool CompareBuffers(const uint8_t* a, const uint8_t* b, int64_t bytes, int64_t* pnum) {
+  int64_t i = std::min(bytes, kSector);
+  const bool res = std::memcmp(a, b, static_cast<size_t>(i)) != 0;
+  while (i < bytes) {
+    const int64_t len = std::min(bytes - i, kSector);
+    if ((std::memcmp(a + i, b + i, static_cast<size_t>(len)) != 0) != res) break;
+    i += len;
+  }
+  *pnum = i;
+  return res;
+}
+
+std::string ReadError(int64_t offset, const Image& img, const Error& e) {
+  return "Error while reading offset " + std::to_string(offset) + " of " + img.name + ": " +
+         std::strerror(e.errnum());
+}
+
+std::string Mismatch(int64_t offset) {
+  return "Content mismatch at offset " + std::to_string(offset) + "!";
+}
+
+// Reads both images at [offset, offset+bytes) and compares. The buffers
+// (kIoBufSize each) belong to the chunk, which outlives the task.
+Task<Outcome> CompareChunk(Image& a, Image& b, int64_t offset, int64_t bytes, AlignedBuffer& buf1,
+                           AlignedBuffer& buf2) {
+  JoinHandle<Status> read2 = spawn_now(b.blk->co_read(offset, buf2.data(), bytes));
+  Status r1 = co_await a.blk->co_read(offset, buf1.data(), bytes);
+  Status r2 = co_await read2.join();
+  if (!r1) co_return Outcome{Outcome::kReadError, ReadError(offset, a, r1.error())};
+  if (!r2) co_return Outcome{Outcome::kReadError, ReadError(offset, b, r2.error())};
+  int64_t pnum = 0;
+  const bool differ = CompareBuffers(buf1.data(), buf2.data(), bytes, &pnum);
+  if (differ || pnum != bytes) {
+    co_return Outcome{Outcome::kMismatch, Mismatch(offset + (differ ? 0 : pnum))};
+  }
+  co_return Outcome{};
+}
+
+// qemu-img's check_empty_sectors: the range of img must read as zeroes.
+Task<Outcome> CheckEmpty(Image& img, int64_t offset, int64_t bytes, AlignedBuffer& buf) {
+  Status r = co_await img.blk->co_read(offset, buf.data(), bytes);
+  if (!r) co_return Outcome{Outcome::kReadError, ReadError(offset, img, r.error())};
+  const int64_t idx = FindNonzero(buf.data(), bytes);
+  if (idx >= 0) co_return Outcome{Outcome::kMismatch, Mismatch(offset + idx)};
+  co_return Outcome{};
+}
+
+// One chunk of the walk: an outcome known at once, or a read in flight.
+struct Chunk {
+  std::optional<Outcome> ready;
+  std::optional<JoinHandle<Outcome>> pending;
+  float progress = 0;  // percent this chunk adds when judged
+  std::unique_ptr<AlignedBuffer> buf1, buf2;  // the read's buffers, from the pool
+};
+
+class Comparison {
+ public:
+  Comparison(EventLoop& loop, Image& a, Image& b, bool strict, bool quiet, Progress& progress)
+      : loop_(loop), a_(a), b_(b), strict_(strict), quiet_(quiet), progress_(progress) {}
+
+  // Returns the exit status.
+  Task<int> run() {
+    const int64_t total = std::min(a_.size, b_.size);
+    const int64_t progress_base = std::max(a_.size, b_.size);
+    int64_t offset = 0;
+    while (offset < total) {
+      Result<BlockStatus> s1 =
+          co_await a_.blk->node().block_status_above(nullptr, true, offset, total - offset);
+      if (!s1) {
+        push_ready({Outcome::kStatusError, "Sector allocation test failed for " + a_.name});
+        break;
+      }
+      Result<BlockStatus> s2 =
+          co_await b_.blk->node().block_status_above(nullptr, true, offset, total - offset);
+      if (!s2) {
+        push_ready({Outcome::kStatusError, "Sector allocation test failed for " + b_.name});
+        break;
+      }
+      if (s1->pnum <= 0 || s2->pnum <= 0) {
+        push_ready({Outcome::kStatusError, "Sector allocation test failed for " +
+                                               (s1->pnum <= 0 ? a_.name : b_.name)});
+        break;
+      }
+      int64_t chunk = std::min(s1->pnum, s2->pnum);
+      if (strict_ && s1->status != s2->status) {
+        push_ready({Outcome::kMismatch,
+                    "Strict mode: Offset " + std::to_string(offset) + " block status mismatch!"});
+        break;
+      }
+      const bool alloc1 = s1->status & kStatusAllocated;
+      const bool alloc2 = s2->status & kStatusAllocated;
+      if ((s1->status & kStatusZero) && (s2->status & kStatusZero)) {
+        push_ready({}, chunk, progress_base);
+      } else if (alloc1 == alloc2) {
+        if (alloc1) {
+          chunk = std::min(chunk, kIoBufSize);
+          Chunk& c = push_read(chunk, progress_base);
+          c.buf2 = take_buffer();
+          c.pending.emplace(spawn(loop_, CompareChunk(a_, b_, offset, chunk, *c.buf1, *c.buf2)));
+        } else {
+          push_ready({}, chunk, progress_base);
+        }
+      } else {
+        chunk = std::min(chunk, kIoBufSize);
+        Chunk& c = push_read(chunk, progress_base);
+        c.pending.emplace(spawn(loop_, CheckEmpty(alloc1 ? a_ : b_, offset, chunk, *c.buf1)));
+      }
+      offset += chunk;
+      if (std::optional<int> done = co_await drain(kWindow)) co_return *done;
+    }
+    if (std::optional<int> done = co_await drain(0)) co_return *done;
+
+    if (a_.size != b_.size) {
+      say("Warning: Image size mismatch!");
+      Image& over = a_.size > b_.size ? a_ : b_;
+      for (offset = total; offset < over.size;) {
+        Result<BlockStatus> s =
+            co_await over.blk->node().block_status_above(nullptr, true, offset, over.size - offset);
+        if (!s || s->pnum <= 0) {
+          push_ready({Outcome::kStatusError, "Sector allocation test failed for " + over.name});
+          break;
+        }
+        int64_t chunk = s->pnum;
+        if (s->status & kStatusAllocated) {
+          chunk = std::min(chunk, kIoBufSize);
+          Chunk& c = push_read(chunk, progress_base);
+          c.pending.emplace(spawn(loop_, CheckEmpty(over, offset, chunk, *c.buf1)));
+        } else {
+          push_ready({}, chunk, progress_base);
+        }
+        offset += chunk;
+        if (std::optional<int> done = co_await drain(kWindow)) co_return *done;
+      }
+      if (std::optional<int> done = co_await drain(0)) co_return *done;
+    }
+    say("Images are identical.");
+    co_return 0;
+  }
+
+  // Waits for every read still in flight (after a failure, their buffers
+  // must outlive them).
+  Task<void> finish() {
+    while (!window_.empty()) {
+      if (window_.front().pending) (void)co_await window_.front().pending->join();
+      pop_chunk();
+    }
+  }
+
+ private:
+  void push_ready(Outcome o, int64_t chunk = 0, int64_t base = 1) {
+    Chunk c;
+    c.ready = std::move(o);
+    c.progress = Percent(chunk, base);
+    window_.push_back(std::move(c));
+  }
+  // A chunk whose read the caller starts, with one buffer taken.
+  Chunk& push_read(int64_t chunk, int64_t base) {
+    Chunk c;
+    c.progress = Percent(chunk, base);
+    c.buf1 = take_buffer();
+    window_.push_back(std::move(c));
+    return window_.back();
+  }
+  std::unique_ptr<AlignedBuffer> take_buffer() {
+    if (pool_.empty()) return std::make_unique<AlignedBuffer>(static_cast<size_t>(kIoBufSize));
+    std::unique_ptr<AlignedBuffer> b = std::move(pool_.back());
+    pool_.pop_back();
+    return b;
+  }
+  void pop_chunk() {
+    Chunk& c = window_.front();
+    if (c.buf1) pool_.push_back(std::move(c.buf1));
+    if (c.buf2) pool_.push_back(std::move(c.buf2));
+    window_.pop_front();
+  }
+  static float Percent(int64_t chunk, int64_t base) {
+    return static_cast<float>(chunk) / static_cast<float>(base) * 100.0f;
+  }
+  void say(const std::string& line) {
+    if (!quiet_) std::printf("%s\n", line.c_str());
+  }
+
+  // Judges chunks in order until at most `keep` are left in the window.
+  // Returns the exit status once a chunk ends the comparison.
+  Task<std::optional<int>> drain(size_t keep) {
+    while (window_.size() > keep || (!window_.empty() && window_.front().ready)) {
+      Chunk& c = window_.front();
+      Outcome o;
+      if (c.ready) {
+        o = std::move(*c.ready);
+      } else {
+        o = co_await c.pending->join();  // (never co_await inside ?: with GCC 12)
+      }
+      const float progress = c.progress;
+      pop_chunk();
+      if (o.code == Outcome::kMismatch) {
+        say(o.message);
+        co_return 1;
+      }
+      if (o.code != Outcome::kContinue) {
+        ImgError("%s", o.message.c_str());
+        co_return static_cast<int>(o.code);
+      }
+      progress_.print(progress, 100);
+    }
+    co_return std::nullopt;
+  }
+
+  EventLoop& loop_;
+  Image& a_;
+  Image& b_;
+  const bool strict_;
+  const bool quiet_;
+  Progress& progress_;
+  std::deque<Chunk> window_;  // chunks in walk order; references stay valid (deque)
+  std::vector<std::unique_ptr<AlignedBuffer>> pool_;
+};
+
+}  // namespace
+
+int ImgCompare(int argc, char** argv) {
+  enum { kObject = 256, kImageOpts, kForceShare };
+  static const option kLong[] = {
+      {"help", no_argument, nullptr, 'h'},
+      {"object", required_argument, nullptr, kObject},
+      {"image-opts", no_argument, nullptr, kImageOpts},
+      {"force-share", no_argument, nullptr, 'U'},
+      {nullptr, 0, nullptr, 0},
+  };
+  ImageSpec spec1, spec2;
+  std::string cache;
+  bool progress = false, quiet = false, strict = false, image_opts = false, force_share = false;
+  optind = 0;
+  for (int c; (c = getopt_long(argc, argv, ":hf:F:T:pqsU", kLong, nullptr)) != -1;) {
+    switch (c) {
+      case 'h': return ImgHelp();
+      case 'f': spec1.format = optarg; break;
+      case 'F': spec2.format = optarg; break;
+      case 'T': cache = optarg; break;
+      case 'p': progress = true; break;
+      case 'q': quiet = true; break;
+      case 's': strict = true; break;
+      case 'U': force_share = true; break;
+      case kImageOpts: image_opts = true; break;
+      case kObject: return ImgErrorExit("--object is not supported by coblk-img");
+      default: return ImgBadOption(c, argv);
+    }
+  }
+  if (quiet) progress = false;  // progress is not shown in quiet mode
+  if (optind != argc - 2) return ImgErrorExit("Expecting two image file names");
+  for (ImageSpec* s : {&spec1, &spec2}) {
+    s->read_only = true;
+    s->image_opts = image_opts;
+    s->force_share = force_share;
+    s->cache = cache;
+  }
+  spec1.filename = argv[optind];
+  spec2.filename = argv[optind + 1];
+  if (!cache.empty()) {
+    if (Result<CacheMode> m = ParseCacheMode(cache); !m) {
+      ImgError("Invalid source cache option: %s", cache.c_str());
+      return 2;
+    }
+  }
+
+  auto loop = EventLoop::Create();
+  if (!loop) {
+    ImgError("%s", loop.error().ToString().c_str());
+    return 2;
+  }
+  (*loop)->make_current();
+  Image a, b;
+  for (auto [img, spec] : {std::pair{&a, &spec1}, std::pair{&b, &spec2}}) {
+    img->name = spec->filename;
+    auto blk = OpenImage(**loop, *spec);
+    if (!blk) {
+      ImgError("Could not open '%s': %s", spec->filename.c_str(),
+               blk.error().ToString().c_str());
+      return 2;
+    }
+    img->blk = std::move(*blk);
+    img->size = img->blk->size();
+  }
+
+  Progress prog(progress, 2.0f);
+  prog.print(0, 100);
+  int ret;
+  if (strict && a.size != b.size) {
+    if (!quiet) std::printf("Strict mode: Image size mismatch!\n");
+    ret = 1;
+  } else {
+    Comparison cmp(**loop, a, b, strict, quiet, prog);
+    ret = sync_wait(**loop, cmp.run());
+    sync_wait(**loop, cmp.finish());
+  }
+  prog.end();
+  return ret;
+}
+
+}  // namespace coblk::tools
