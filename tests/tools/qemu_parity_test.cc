@@ -146,7 +146,7 @@ TEST_F(QemuParityTest, ShortFileIsOneSector) {
 // directory, with build/ pointing at this build.
 TEST_F(QemuParityTest, ReadmePluginExampleRunsAsPasted) {
   const std::string readme = ReadAll(std::string(COBLK_SOURCE_DIR) + "/README.md");
-  const size_t use = readme.find("COBLK_PLUGINS=build/lib/coblk-plugin-xor.so");
+  const size_t use = readme.find("build/lib/coblk-plugin-xor.so");
   ASSERT_NE(use, std::string::npos);
   const size_t begin = readme.rfind("```sh\n", use);
   const size_t end = readme.find("```", use);
