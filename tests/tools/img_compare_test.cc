@@ -2,6 +2,7 @@
 // from both tools, chains), the same messages and exit codes.
 #include <gtest/gtest.h>
 
+#include <regex>
 #include <string>
 #include <vector>
 
