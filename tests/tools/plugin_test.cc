@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <cstdio>
 #include <string>
 
 #include "tests/io/temp_file.h"
@@ -95,10 +96,16 @@ const std::string kSparsePlugin = COBLK_BIN_DIR "/../lib/coblk-plugin-sparse.so"
 // An image that names itself as its backing file: opening it read-only
 // recursed without end (a hang, then running out of descriptors).
 TEST(PluginTest, SelfBackedImageIsRefusedNotALoop) {
-  TempFile f(0);
+  // create opens the backing file first (as qemu-img), so the loop is made
+  // by creating over another image and renaming onto it.
+  TempFile f(0), other(0);
   RunResult r = RunTool(CoblkImg(), {"--plugin", kSparsePlugin, "create", "-q", "-f", "exsparse",
-                                     "-b", f.path(), "-F", "exsparse", f.path(), "1M"});
+                                     f.path(), "1M"});
   ASSERT_EQ(r.status, 0) << r.err;
+  r = RunTool(CoblkImg(), {"--plugin", kSparsePlugin, "create", "-q", "-f", "exsparse", "-b",
+                           f.path(), "-F", "exsparse", other.path(), "1M"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  ASSERT_EQ(std::rename(other.path().c_str(), f.path().c_str()), 0);
   r = RunTool(CoblkIo(), {"--plugin", kSparsePlugin, "-r", "-c", "read 0 4k", f.path()});
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.err.find("Backing chain is longer than 64 images"), std::string::npos) << r.err;
