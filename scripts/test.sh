@@ -21,7 +21,7 @@ echo "=== install + out-of-tree examples ==="
 # conformance runs, the SIGKILL and differential tests (the release build
 # runs those; they check behaviour, and under ASan they would take most of
 # the CI budget). Tests of targets not built show up as *_NOT_BUILT.
-asan_targets=(util_test coroutine_test io_test block_test coblk-img coblk-io)
+asan_targets=(coroutine_test io_test block_test coblk-img coblk-io)
 for d in "$root"/tests/drivers/*/; do asan_targets+=("drivers_$(basename "$d")_test"); done
 echo "=== asan build ==="
 "$root/scripts/build.sh" asan "${asan_targets[@]}"
