@@ -149,25 +149,7 @@ class HostileTest : public VmdkImageTest {
   // block_status over the whole disk, asking for the rest each time as
   // coblk-img map does; fails if it takes more than max_calls calls.
   Result<std::vector<MapEntry>> MapInCalls(BlockNode& n, int max_calls) {
-    std::vector<MapEntry> raw;
-    for (int64_t off = 0; off < n.size();) {
-      if (static_cast<int>(raw.size()) == max_calls)
-        return MakeError(E2BIG, "more than " + std::to_string(max_calls) + " block_status calls");
-      auto st = sync_wait(loop(), n.block_status_above(nullptr, true, off, n.size() - off));
-      if (!st) return std::unexpected(st.error());
-      if (st->pnum <= 0) return MakeError(EIO, "block_status made no progress");
-      MapEntry e;
-      e.start = off;
-      e.length = st->pnum;
-      e.present = st->status & kStatusAllocated;
-      e.zero = st->status & kStatusZero;
-      e.data = st->status & kStatusData;
-      e.has_offset = st->status & kStatusOffsetValid;
-      e.offset = e.has_offset ? st->map : 0;
-      raw.push_back(e);
-      off += st->pnum;
-    }
-    return Merge(raw);
+    return Map(n, INT64_MAX, static_cast<size_t>(max_calls));
   }
 
   ScratchDir dir_;

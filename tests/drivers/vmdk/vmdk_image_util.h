@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -374,12 +375,16 @@ class VmdkImageTest : public testing_util::DriverTest {
     return Open("driver=vmdk,file.filename=" + path + extra, read_only);
   }
 
-  // QEMU's qemu-img map walk over block_status_above, merged.
-  Result<std::vector<MapEntry>> Map(BlockNode& n) {
+  // QEMU's qemu-img map walk over block_status_above (asking for `step`
+  // bytes at a time), merged; fails if it takes more than max_calls calls.
+  Result<std::vector<MapEntry>> Map(BlockNode& n, int64_t step = int64_t{1} << 30,
+                                    size_t max_calls = SIZE_MAX) {
     std::vector<MapEntry> raw;
     const int64_t size = n.size();
     for (int64_t off = 0; off < size;) {
-      const int64_t want = std::min<int64_t>(int64_t{1} << 30, size - off);
+      if (raw.size() == max_calls)
+        return MakeError(E2BIG, "more than " + std::to_string(max_calls) + " block_status calls");
+      const int64_t want = std::min<int64_t>(step, size - off);
       auto st = sync_wait(loop(), n.block_status_above(nullptr, true, off, want));
       if (!st) return std::unexpected(st.error());
       if (st->pnum <= 0) return MakeError(EIO, "block_status made no progress");
