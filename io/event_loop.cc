@@ -28,6 +28,7 @@ Result<std::unique_ptr<EventLoop>> EventLoop::Create() {
 }
 
 EventLoop::~EventLoop() {
+  { std::lock_guard<std::mutex> lock(posted_mu_); }  // a poster still inside post()
   aio_.reset();  // unregisters its eventfd from this loop
   if (Executor::current() == this) set_current(nullptr);
   if (wake_fd_ >= 0) close(wake_fd_);
@@ -43,11 +44,13 @@ Result<AioEngine*> EventLoop::aio_engine(unsigned queue_depth) {
   return aio_.get();
 }
 
+// The wake-up is done under posted_mu_: once the callback is visible the
+// loop may run it, and its owner may then destroy the loop, so a poster must
+// not touch the loop after releasing the mutex (the destructor takes it to
+// wait for a poster still inside).
 void EventLoop::post(std::function<void()> fn) {
-  {
-    std::lock_guard<std::mutex> lock(posted_mu_);
-    posted_.push_back(std::move(fn));
-  }
+  std::lock_guard<std::mutex> lock(posted_mu_);
+  posted_.push_back(std::move(fn));
   // One eventfd write per burst of posts is enough to wake the loop.
   if (!wake_pending_.exchange(true, std::memory_order_acq_rel)) {
     uint64_t one = 1;

@@ -27,7 +27,7 @@ echo "=== asan build ==="
 "$root/scripts/build.sh" asan "${asan_targets[@]}"
 echo "=== asan tests ==="
 (cd "$root/build-asan" && ctest --output-on-failure -j2 --timeout 900 \
-  -E '_NOT_BUILT|^conformance[.]|^Sigkill|Differential|^Interop')
+  -E '_NOT_BUILT|^conformance[.]|^Sigkill|Differential|Interop')
 
 # ThreadSanitizer: only the tests that exercise threads and coroutine
 # hand-offs (coroutine, io, block, the file driver, and the VMDK concurrency

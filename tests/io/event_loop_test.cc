@@ -8,6 +8,7 @@
 #include <chrono>
 #include <future>
 #include <thread>
+#include <vector>
 
 #include "coroutine/sync_wait.h"
 #include "coroutine/when_all.h"
@@ -140,6 +141,40 @@ TEST_F(EventLoopTest, ThreadPoolManyConcurrentJobs) {
   auto results = sync_wait(loop(), when_all(std::move(tasks)));
   for (int i = 0; i < 200; ++i) ASSERT_EQ(results[i], i * 2);
   EXPECT_LE(pool.thread_count(), 4u);
+}
+
+}  // namespace
+}  // namespace coblk
+
+namespace coblk {
+namespace {
+
+// A thread pool worker posts a coroutine's resumption; the loop may run it,
+// the coroutine may finish and its owner destroy the loop before the
+// poster's post() has returned. post() must not touch the loop after the
+// callback became visible (ASan reported a use-after-free of wake_pending_
+// in FileGrowthTest with cache.direct=off).
+TEST(EventLoopPostTest, LoopMayBeDestroyedAsSoonAsAPostedCallbackRan) {
+  constexpr int kPosters = 4, kPosts = 50;
+  for (int i = 0; i < 200; ++i) {
+    auto loop = EventLoop::Create();
+    ASSERT_TRUE(loop);
+    EventLoop* raw = loop->get();
+    int ran = 0;  // loop thread only
+    std::vector<std::thread> posters;
+    for (int p = 0; p < kPosters; ++p) {
+      posters.emplace_back([raw, &ran] {
+        for (int k = 0; k < kPosts; ++k) {
+          raw->post([raw, &ran] {
+            if (++ran == kPosters * kPosts) raw->stop();
+          });
+        }
+      });
+    }
+    raw->run();
+    loop->reset();  // the last posters may still be inside post()
+    for (auto& t : posters) t.join();
+  }
 }
 
 }  // namespace
