@@ -79,6 +79,11 @@ class VmdkNode final : public BlockNode {
                               GrainMapping::State old_state, PieceOrder order);
   // QEMU's vmdk_write_cid: a new CID once per open, before the first write.
   Task<Status> update_cid_once();
+  // The descriptor's text (embedded area or descriptor file) and its
+  // rewrite; callers hold cid_lock_. `why` ends the ENOSPC message when the
+  // new text does not fit an embedded area.
+  Task<Result<std::string>> read_descriptor_text();
+  Task<Status> write_descriptor_text(const std::string& text, const char* why);
   Task<Status> zero_grain(Extent& e, uint64_t in_extent);
   // check: a compressed grain's entry names a grain marker of its own sector.
   Task<Status> check_grain_marker(Extent& e, uint64_t in_extent, uint64_t at);

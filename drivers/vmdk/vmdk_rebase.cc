@@ -59,33 +59,14 @@ Task<Status> VmdkNode::co_change_backing_file(const std::string& name, const std
     new_parent_cid = parent->cid;
   }
   auto guard = co_await cid_lock_.scoped_lock();
-  BlockNode& f = *descriptor_file;
-  const uint64_t size = static_cast<uint64_t>(f.size());
-  const uint64_t limit = descriptor_capacity ? descriptor_capacity : size;
-  if (descriptor_offset >= size) co_return MakeError(EIO, "Descriptor is missing");
-  std::string text(std::min(limit, size - descriptor_offset), '\0');
-  COBLK_CO_RETURN_IF_ERROR(co_await f.pread(static_cast<int64_t>(descriptor_offset), text.data(),
-                                            static_cast<int64_t>(text.size())));
-  text.resize(std::strlen(text.c_str()));
-  auto with_cid = SetCid(text, CidField::kParentCid, new_parent_cid);
+  auto text = co_await read_descriptor_text();
+  if (!text) co_return std::unexpected(text.error());
+  auto with_cid = SetCid(*text, CidField::kParentCid, new_parent_cid);
   if (!with_cid) co_return std::unexpected(with_cid.error());
   auto updated = SetParentHint(*with_cid, name);
   if (!updated) co_return std::unexpected(updated.error());
-  if (descriptor_capacity) {
-    if (updated->size() >= descriptor_capacity)
-      co_return MakeError(ENOSPC, "Descriptor does not fit its area with the new backing file");
-    std::string area(descriptor_capacity, '\0');
-    area.replace(0, updated->size(), *updated);
-    COBLK_CO_RETURN_IF_ERROR(co_await f.pwrite(static_cast<int64_t>(descriptor_offset), area.data(),
-                                               static_cast<int64_t>(area.size())));
-  } else {
-    COBLK_CO_RETURN_IF_ERROR(
-        co_await f.pwrite(0, updated->data(), static_cast<int64_t>(updated->size())));
-    if (updated->size() != size)
-      COBLK_CO_RETURN_IF_ERROR(
-          co_await f.truncate(static_cast<int64_t>(updated->size()), true, PreallocMode::kOff));
-  }
-  COBLK_CO_RETURN_IF_ERROR(co_await f.flush());
+  COBLK_CO_RETURN_IF_ERROR(co_await write_descriptor_text(*updated, "with the new backing file"));
+  COBLK_CO_RETURN_IF_ERROR(co_await descriptor_file->flush());
   parent_cid = new_parent_cid;
   parent_file_name_hint = name;
   cid_checked_ = false;

@@ -37,10 +37,7 @@ Task<Result<uint64_t>> AllocateInOrder(Extent& e, uint64_t bytes, PieceOrder ord
 
 }  // namespace
 
-Task<Status> VmdkNode::update_cid_once() {
-  if (cid_updated_) co_return OkStatus();
-  auto guard = co_await cid_lock_.scoped_lock();
-  if (cid_updated_ || !descriptor_file) co_return OkStatus();
+Task<Result<std::string>> VmdkNode::read_descriptor_text() {
   BlockNode& f = *descriptor_file;
   const uint64_t size = static_cast<uint64_t>(f.size());
   const uint64_t limit = descriptor_capacity ? descriptor_capacity : size;
@@ -49,25 +46,38 @@ Task<Status> VmdkNode::update_cid_once() {
   COBLK_CO_RETURN_IF_ERROR(co_await f.pread(static_cast<int64_t>(descriptor_offset), text.data(),
                                             static_cast<int64_t>(text.size())));
   text.resize(std::strlen(text.c_str()));
-  std::random_device rd;
-  uint32_t new_cid = static_cast<uint32_t>(rd());
-  auto updated = SetCid(text, CidField::kCid, new_cid);
-  if (!updated) co_return std::unexpected(updated.error());
+  co_return text;
+}
+
+Task<Status> VmdkNode::write_descriptor_text(const std::string& text, const char* why) {
+  BlockNode& f = *descriptor_file;
   if (descriptor_capacity) {
     // Embedded: rewrite the whole area so no stale bytes follow the text.
-    if (updated->size() >= descriptor_capacity)
-      co_return MakeError(ENOSPC, "Descriptor does not fit its area after the CID update");
+    if (text.size() >= descriptor_capacity)
+      co_return MakeError(ENOSPC, std::string("Descriptor does not fit its area ") + why);
     std::string area(descriptor_capacity, '\0');
-    area.replace(0, updated->size(), *updated);
-    COBLK_CO_RETURN_IF_ERROR(co_await f.pwrite(static_cast<int64_t>(descriptor_offset), area.data(),
-                                               static_cast<int64_t>(area.size())));
-  } else {
-    COBLK_CO_RETURN_IF_ERROR(co_await f.pwrite(0, updated->data(),
-                                               static_cast<int64_t>(updated->size())));
-    if (updated->size() != size)
-      COBLK_CO_RETURN_IF_ERROR(
-          co_await f.truncate(static_cast<int64_t>(updated->size()), true, PreallocMode::kOff));
+    area.replace(0, text.size(), text);
+    co_return co_await f.pwrite(static_cast<int64_t>(descriptor_offset), area.data(),
+                                static_cast<int64_t>(area.size()));
   }
+  COBLK_CO_RETURN_IF_ERROR(co_await f.pwrite(0, text.data(), static_cast<int64_t>(text.size())));
+  if (static_cast<int64_t>(text.size()) != f.size())
+    COBLK_CO_RETURN_IF_ERROR(
+        co_await f.truncate(static_cast<int64_t>(text.size()), true, PreallocMode::kOff));
+  co_return OkStatus();
+}
+
+Task<Status> VmdkNode::update_cid_once() {
+  if (cid_updated_) co_return OkStatus();
+  auto guard = co_await cid_lock_.scoped_lock();
+  if (cid_updated_ || !descriptor_file) co_return OkStatus();
+  auto text = co_await read_descriptor_text();
+  if (!text) co_return std::unexpected(text.error());
+  std::random_device rd;
+  uint32_t new_cid = static_cast<uint32_t>(rd());
+  auto updated = SetCid(*text, CidField::kCid, new_cid);
+  if (!updated) co_return std::unexpected(updated.error());
+  COBLK_CO_RETURN_IF_ERROR(co_await write_descriptor_text(*updated, "after the CID update"));
   cid = new_cid;
   cid_updated_ = true;
   co_return OkStatus();
