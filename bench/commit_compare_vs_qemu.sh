@@ -4,11 +4,15 @@
 # identical 1 GiB images (raw with holes, and VMDK). Both tools run on fresh
 # copies of the same files, with the files' page cache dropped before every
 # run (cold reads for both: qemu-img reads through the page cache, coblk
-# with O_DIRECT). Prints the best wall time of RUNS runs side by side and
-# checks each commit result with qemu-img compare against the source data.
+# with O_DIRECT); compare runs again with both files read into the page
+# cache before every run (warm for both: qemu-img then copies from memory,
+# while coblk's default O_DIRECT still reads the disk). Prints the best wall
+# time of RUNS runs side by side and checks each commit result with
+# qemu-img compare against the source data.
 #
 # Usage: bench/commit_compare_vs_qemu.sh [build-dir]   (default: build)
-#   RUNS=3, COBLK_BENCH_DIR (where the files go; default build-dir).
+#   RUNS=3, COBLK_BENCH_DIR (where the files go; default build-dir),
+#   COMPARE_ONLY=1 (skip the commit row).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$here/build}
@@ -74,6 +78,8 @@ fresh_chain() {
 }
 cold_raw() { dropcache "$src" "$dir/copy-1g.raw"; }
 cold_vmdk() { dropcache "$dir/a.vmdk" "$dir/b.vmdk"; }
+warm_raw() { cat "$src" "$dir/copy-1g.raw" >/dev/null; }
+warm_vmdk() { cat "$dir/a.vmdk" "$dir/b.vmdk" >/dev/null; }
 
 printf "%-44s %10s %10s %8s  %s\n" "operation (1 GiB, best of $runs)" "qemu-img" "coblk-img" \
   "speedup" "result"
@@ -82,19 +88,33 @@ row() {
 }
 
 cd "$dir"
-tq=$(timeit fresh_chain qemu-img commit child.vmdk)
-okq=$(qemu-img compare -q base.vmdk "$src" && echo identical || echo MISMATCH)
-tc=$(timeit fresh_chain "$coblk_img" commit child.vmdk)
-okc=$(qemu-img compare -q base.vmdk "$src" && qemu-img check -q base.vmdk && echo identical ||
-  echo MISMATCH)
-row "commit child (50% data) into base (vmdk)" "$tq" "$tc" "qemu $okq, coblk $okc"
+if [ "${COMPARE_ONLY:-0}" != 1 ]; then
+  tq=$(timeit fresh_chain qemu-img commit child.vmdk)
+  okq=$(qemu-img compare -q base.vmdk "$src" && echo identical || echo MISMATCH)
+  tc=$(timeit fresh_chain "$coblk_img" commit child.vmdk)
+  okc=$(qemu-img compare -q base.vmdk "$src" && qemu-img check -q base.vmdk && echo identical ||
+    echo MISMATCH)
+  row "commit child (50% data) into base (vmdk)" "$tq" "$tc" "qemu $okq, coblk $okc"
+fi
 
 tq=$(timeit cold_raw qemu-img compare -f raw -F raw "$src" "$dir/copy-1g.raw")
 tc=$(timeit cold_raw "$coblk_img" compare -f raw -F raw "$src" "$dir/copy-1g.raw")
 row "compare raw vs raw (50% data, 50% holes)" "$tq" "$tc" \
   "$("$coblk_img" compare -q "$src" "$dir/copy-1g.raw" 2>/dev/null; echo "exit $?")"
+tq=$(timeit warm_raw qemu-img compare -f raw -F raw "$src" "$dir/copy-1g.raw")
+tc=$(timeit warm_raw "$coblk_img" compare -f raw -F raw "$src" "$dir/copy-1g.raw")
+row "  same, page cache warm for both" "$tq" "$tc" ""
+tq=$(timeit warm_raw qemu-img compare -T writeback -f raw -F raw "$src" "$dir/copy-1g.raw")
+tc=$(timeit warm_raw "$coblk_img" compare -T writeback -f raw -F raw "$src" "$dir/copy-1g.raw")
+row "  same, warm, -T writeback for both" "$tq" "$tc" ""
+tq=$(timeit cold_raw qemu-img compare -T none -f raw -F raw "$src" "$dir/copy-1g.raw")
+tc=$(timeit cold_raw "$coblk_img" compare -T none -f raw -F raw "$src" "$dir/copy-1g.raw")
+row "  same, cold, -T none (O_DIRECT) for both" "$tq" "$tc" ""
 
 tq=$(timeit cold_vmdk qemu-img compare a.vmdk b.vmdk)
 tc=$(timeit cold_vmdk "$coblk_img" compare a.vmdk b.vmdk)
 row "compare vmdk vs vmdk (50% data)" "$tq" "$tc" \
   "$("$coblk_img" compare -q a.vmdk b.vmdk; echo "exit $?")"
+tq=$(timeit warm_vmdk qemu-img compare a.vmdk b.vmdk)
+tc=$(timeit warm_vmdk "$coblk_img" compare a.vmdk b.vmdk)
+row "  same, page cache warm for both" "$tq" "$tc" ""

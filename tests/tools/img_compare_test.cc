@@ -50,6 +50,33 @@ TEST_F(CompareTest, RawContentAndSizes) {
   ExpectSameCompare("c.raw", "a.raw");
 }
 
+// Many chunks (data every other 64 KiB, holes between), more than the
+// read-ahead window holds: a difference deep inside, after equal sectors of
+// an allocated chunk, and one in a hole of the other image, are reported
+// at the same offsets as qemu-img's sequential walk.
+TEST_F(CompareTest, ManyChunksDifferenceFarIn) {
+  for (const char* f : {"a.raw", "b.raw"}) {
+    MustImg({"create", "-q", "-f", "raw", f, "24M"}, true);
+    std::vector<std::string> args = {"-f", "raw"};
+    for (int i = 0; i < 24 * 16; i += 2) {
+      args.push_back("-c");
+      args.push_back("write -P 9 " + std::to_string(i * 65536) + " 64k");
+    }
+    args.push_back(f);
+    MustIo(args, true);
+  }
+  ExpectSameCompare("a.raw", "b.raw");
+  MustIo({"-f", "raw", "-c", "write -P 8 " + std::to_string(20 * 1048576 + 4096 + 700) + " 1",
+          "b.raw"},
+         true);
+  ExpectSameCompare("a.raw", "b.raw");
+  MustIo({"-f", "raw", "-c", "write -P 7 " + std::to_string(17 * 1048576 + 65536 + 1536) + " 1",
+          "a.raw"},
+         true);
+  ExpectSameCompare("a.raw", "b.raw");
+  ExpectSameCompare("b.raw", "a.raw");
+}
+
 TEST_F(CompareTest, VmdkFromBothToolsAgainstRaw) {
   for (bool qemu : {false, true}) {
     const std::string v = qemu ? "q.vmdk" : "c.vmdk";
