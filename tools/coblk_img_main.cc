@@ -56,6 +56,11 @@ std::unique_ptr<OpenedImage> ImgOpen(const ImageSpec& spec, bool no_backing) {
   }
   img->loop = std::move(*loop);
   img->loop->make_current();
+  if (spec.filename.empty() && !spec.image_opts) {
+    // QEMU's file-posix message for an empty name (e.g. dd's "if=").
+    ImgError("Could not open '': The 'file' block driver requires a file name");
+    return nullptr;
+  }
   Result<Options> opts = ImageOptions(spec);
   if (!opts) {
     ImgError("%s", opts.error().ToString().c_str());
@@ -103,6 +108,9 @@ const Subcommand kSubcommands[] = {
      "[--image-opts] [--target-is-zero] filename [filename2 [...]] output_filename"},
     {"create", coblk::tools::ImgCreate,
      "create [-q] [-f fmt] [-b backing_file [-F backing_fmt]] [-u] [-o options] filename [size]"},
+    {"dd", coblk::tools::ImgDd,
+     "dd [--image-opts] [-U] [-f fmt] [-O output_fmt] [bs=block_size] [count=blocks] "
+     "[skip=blocks] if=input of=output"},
     {"rebase", coblk::tools::ImgRebase,
      "rebase [--image-opts] [-U] [-q] [-f fmt] [-t cache] [-T src_cache] [-p] [-u] "
      "-b backing_file [-F backing_fmt] filename"},
@@ -114,6 +122,9 @@ const Subcommand kSubcommands[] = {
     {"map", coblk::tools::ImgMap,
      "map [--image-opts] [-f fmt] [--start-offset=offset] [--max-length=len] [--output=ofmt] "
      "[-U] filename"},
+    {"measure", coblk::tools::ImgMeasure,
+     "measure [--output=ofmt] [-O output_fmt] [-o options] [--size N | [--image-opts] [-f fmt] "
+     "[-l snapshot_param] filename]"},
 };
 
 const char* OptionType(coblk::CreateOption::Type t) {
@@ -154,6 +165,12 @@ int coblk::tools::ImgHelp() {
   for (const Subcommand& s : kSubcommands) std::printf("  %s\n", s.synopsis);
   std::printf("\nThe bench extension -r/--random reads or writes at random offsets "
               "(aligned to 4 KiB) instead of qemu-img bench's sequential pattern.\n");
+  std::printf("\nParameters to dd subcommand:\n"
+              "  'bs=BYTES' read and write up to BYTES bytes at a time (default: 512)\n"
+              "  'count=N' copy only N input blocks\n"
+              "  'if=FILE' read from FILE\n"
+              "  'of=FILE' write to FILE\n"
+              "  'skip=N' skip N bs-sized blocks at the start of input\n");
   return 0;
 }
 

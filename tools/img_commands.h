@@ -24,6 +24,14 @@ int ImgCompare(int argc, char** argv);
 int ImgCommit(int argc, char** argv);
 int ImgRebase(int argc, char** argv);
 int ImgResize(int argc, char** argv);
+int ImgDd(int argc, char** argv);
+int ImgMeasure(int argc, char** argv);
+
+// qemu-img's cvtnum_full: a size with k/M/G/T/P/E suffixes in [min, max];
+// prints qemu-img's "Invalid <name> specified. ..." message(s) and returns
+// false otherwise. img_dd.cc.
+bool ImgCvtNum(const char* name, const std::string& value, int64_t min, int64_t max,
+               int64_t* out);
 
 // `create -o help` / `convert -o help`: the driver's create options, sorted.
 void PrintCreateHelp(const BlockDriver& drv);

@@ -10,6 +10,11 @@
 // strictly in chunk order, so the first difference or error reported, the
 // progress figures and the exit code are the ones the sequential walk
 // gives; chunks after a failing one may have been read and are ignored.
+//
+// Progress (-p) follows qemu-img's figures exactly: QEMU's vmdk driver
+// answers block status one grain at a time where coblk's answers a whole
+// run, so each chunk's progress is reported as the grain-sized steps qemu-img
+// would have taken (a computation only; the I/O stays per run).
 #include <getopt.h>
 #include <sys/mman.h>
 
@@ -61,12 +66,31 @@ struct Image {
   std::string name;
   std::unique_ptr<BlockBackend> blk;
   int64_t size = 0;
+  int64_t grain = 0;  // the step of QEMU's block status walk here; 0: whole runs
 };
+
+// The granularity QEMU's block status answers in for node's chain: a sparse
+// VMDK layer answers one grain per call (vmdk_co_block_status), raw files and
+// flat extents whole runs. The smallest grain of the chain's layers.
+int64_t StatusGrain(BlockNode* node) {
+  int64_t grain = 0;
+  for (; node; node = node->backing()) {
+    const int64_t g = node->get_info().cluster_size;
+    if (node->driver() && node->driver()->format_name() == "vmdk" && g > 0) {
+      grain = grain ? std::min(grain, g) : g;
+    }
+  }
+  return grain;
+}
+
+// The smaller non-zero step of two.
+int64_t MinGrain(int64_t a, int64_t b) { return a && b ? std::min(a, b) : a + b; }
 
 // What one chunk found; kContinue lets the walk go on.
 struct Outcome {
   enum Code { kContinue = 0, kMismatch = 1, kStatusError = 3, kReadError = 4 } code = kContinue;
   std::string message;  // stdout (mismatch, unless -q) or stderr (errors)
+  int64_t at = -1;      // kMismatch: the offset reported
 };
 
 // Whether the 512-byte sector (or shorter tail) at p is all zero, a
@@ -132,7 +156,8 @@ Task<Outcome> CompareChunk(Image& a, Image& b, int64_t offset, int64_t bytes, Al
   int64_t pnum = 0;
   const bool differ = CompareBuffers(buf1.data(), buf2.data(), bytes, &pnum);
   if (differ || pnum != bytes) {
-    co_return Outcome{Outcome::kMismatch, Mismatch(offset + (differ ? 0 : pnum))};
+    const int64_t at = offset + (differ ? 0 : pnum);
+    co_return Outcome{Outcome::kMismatch, Mismatch(at), at};
   }
   co_return Outcome{};
 }
@@ -142,7 +167,7 @@ Task<Outcome> CheckEmpty(Image& img, int64_t offset, int64_t bytes, AlignedBuffe
   Status r = co_await img.blk->co_read(offset, buf.data(), bytes);
   if (!r) co_return Outcome{Outcome::kReadError, ReadError(offset, img, r.error())};
   const int64_t idx = FindNonzero(buf.data(), bytes);
-  if (idx >= 0) co_return Outcome{Outcome::kMismatch, Mismatch(offset + idx)};
+  if (idx >= 0) co_return Outcome{Outcome::kMismatch, Mismatch(offset + idx), offset + idx};
   co_return Outcome{};
 }
 
@@ -150,7 +175,9 @@ Task<Outcome> CheckEmpty(Image& img, int64_t offset, int64_t bytes, AlignedBuffe
 struct Chunk {
   std::optional<Outcome> ready;
   std::optional<JoinHandle<Outcome>> pending;
-  float progress = 0;  // percent this chunk adds when judged
+  // The range this chunk covers, reported as progress when judged, in steps
+  // of `step` (see StatusGrain).
+  int64_t start = 0, len = 0, step = 0;
   int64_t read_bytes = 0;  // bytes its read(s) take, both images
   std::unique_ptr<AlignedBuffer> buf1, buf2;  // the read's buffers, from the pool
 };
@@ -163,7 +190,8 @@ class Comparison {
   // Returns the exit status.
   Task<int> run() {
     const int64_t total = std::min(a_.size, b_.size);
-    const int64_t progress_base = std::max(a_.size, b_.size);
+    progress_base_ = std::max(a_.size, b_.size);
+    step_ = MinGrain(a_.grain, b_.grain);
     int64_t offset = 0;
     while (offset < total) {
       Result<BlockStatus> s1 =
@@ -192,29 +220,31 @@ class Comparison {
       const bool alloc1 = s1->status & kStatusAllocated;
       const bool alloc2 = s2->status & kStatusAllocated;
       if ((s1->status & kStatusZero) && (s2->status & kStatusZero)) {
-        push_ready({}, chunk, progress_base);
+        push_ready({}, chunk, offset);
       } else if (alloc1 == alloc2) {
         if (alloc1) {
           chunk = std::min(chunk, kIoBufSize);
-          Chunk& c = push_read(chunk, progress_base, 2);
+          Chunk& c = push_read(chunk, offset, 2);
           c.buf2 = take_buffer();
           c.pending.emplace(spawn(loop_, CompareChunk(a_, b_, offset, chunk, *c.buf1, *c.buf2)));
         } else {
-          push_ready({}, chunk, progress_base);
+          push_ready({}, chunk, offset);
         }
       } else {
         chunk = std::min(chunk, kIoBufSize);
-        Chunk& c = push_read(chunk, progress_base, 1);
+        Chunk& c = push_read(chunk, offset, 1);
         c.pending.emplace(spawn(loop_, CheckEmpty(alloc1 ? a_ : b_, offset, chunk, *c.buf1)));
       }
       offset += chunk;
       if (std::optional<int> done = co_await drain(false)) co_return *done;
     }
     if (std::optional<int> done = co_await drain(true)) co_return *done;
+    flush_steps(total);
 
     if (a_.size != b_.size) {
       say("Warning: Image size mismatch!");
       Image& over = a_.size > b_.size ? a_ : b_;
+      step_ = over.grain;
       for (offset = total; offset < over.size;) {
         Result<BlockStatus> s =
             co_await over.blk->node().block_status_above(nullptr, true, offset, over.size - offset);
@@ -225,15 +255,16 @@ class Comparison {
         int64_t chunk = s->pnum;
         if (s->status & kStatusAllocated) {
           chunk = std::min(chunk, kIoBufSize);
-          Chunk& c = push_read(chunk, progress_base, 1);
+          Chunk& c = push_read(chunk, offset, 1);
           c.pending.emplace(spawn(loop_, CheckEmpty(over, offset, chunk, *c.buf1)));
         } else {
-          push_ready({}, chunk, progress_base);
+          push_ready({}, chunk, offset);
         }
         offset += chunk;
         if (std::optional<int> done = co_await drain(false)) co_return *done;
       }
       if (std::optional<int> done = co_await drain(true)) co_return *done;
+      flush_steps(over.size);
     }
     say("Images are identical.");
     co_return 0;
@@ -249,17 +280,21 @@ class Comparison {
   }
 
  private:
-  void push_ready(Outcome o, int64_t chunk = 0, int64_t base = 1) {
+  void push_ready(Outcome o, int64_t chunk = 0, int64_t offset = 0) {
     Chunk c;
     c.ready = std::move(o);
-    c.progress = Percent(chunk, base);
+    c.start = offset;
+    c.len = chunk;
+    c.step = step_;
     window_.push_back(std::move(c));
   }
   // A chunk whose read of `sides` images the caller starts, with one
   // buffer taken.
-  Chunk& push_read(int64_t chunk, int64_t base, int sides) {
+  Chunk& push_read(int64_t chunk, int64_t offset, int sides) {
     Chunk c;
-    c.progress = Percent(chunk, base);
+    c.start = offset;
+    c.len = chunk;
+    c.step = step_;
     c.read_bytes = chunk * sides;
     ++reads_;
     read_bytes_ += c.read_bytes;
@@ -286,6 +321,25 @@ class Comparison {
   static float Percent(int64_t chunk, int64_t base) {
     return static_cast<float>(chunk) / static_cast<float>(base) * 100.0f;
   }
+  // Reports the judged range up to `end` as qemu-img's walk would: one print
+  // per step (each QEMU block status answer: a grain), the same float sums.
+  // coblk's runs can end inside a grain (where the host file has a hole), so
+  // a step is printed once it is complete, possibly over two chunks.
+  void report(const Chunk& c, int64_t end) {
+    if (!c.step) {
+      if (end > c.start) progress_.print(Percent(end - c.start, progress_base_), 100);
+      return;
+    }
+    for (int64_t boundary; (boundary = (step_start_ / c.step + 1) * c.step) <= end;) {
+      progress_.print(Percent(boundary - step_start_, progress_base_), 100);
+      step_start_ = boundary;
+    }
+  }
+  // The last, partial step of a walk that ends at `end`.
+  void flush_steps(int64_t end) {
+    if (end > step_start_ && step_) progress_.print(Percent(end - step_start_, progress_base_), 100);
+    step_start_ = end;
+  }
   void say(const std::string& line) {
     if (!quiet_) std::printf("%s\n", line.c_str());
   }
@@ -305,9 +359,13 @@ class Comparison {
       } else {
         o = co_await c.pending->join();  // (never co_await inside ?: with GCC 12)
       }
-      const float progress = c.progress;
+      const Chunk judged{.start = c.start, .len = c.len, .step = c.step};
       pop_chunk();
       if (o.code == Outcome::kMismatch) {
+        // qemu-img got through the steps before the one holding the offset.
+        if (o.at >= judged.start && judged.step) {
+          report(judged, std::max(judged.start, o.at / judged.step * judged.step));
+        }
         say(o.message);
         co_return 1;
       }
@@ -315,7 +373,7 @@ class Comparison {
         ImgError("%s", o.message.c_str());
         co_return static_cast<int>(o.code);
       }
-      progress_.print(progress, 100);
+      report(judged, judged.start + judged.len);
     }
     co_return std::nullopt;
   }
@@ -326,6 +384,9 @@ class Comparison {
   const bool strict_;
   const bool quiet_;
   Progress& progress_;
+  int64_t progress_base_ = 1;
+  int64_t step_ = 0;  // step of the chunks pushed now (main walk, then the tail)
+  int64_t step_start_ = 0;  // where the step not printed yet starts
   std::deque<Chunk> window_;  // chunks in walk order; references stay valid (deque)
   std::vector<std::unique_ptr<AlignedBuffer>> pool_;
   size_t reads_ = 0;        // chunks of the window with a read
@@ -396,6 +457,7 @@ int ImgCompare(int argc, char** argv) {
     }
     img->blk = std::move(*blk);
     img->size = img->blk->size();
+    img->grain = StatusGrain(&img->blk->node());
   }
 
   Progress prog(progress, 2.0f);

@@ -138,12 +138,13 @@ class FileDriver final : public BlockDriver {
     (void)loop;
     auto size = opts.get_size("size", 0);
     if (!size) co_return std::unexpected(size.error());
-    if (*size > static_cast<uint64_t>(INT64_MAX))
+    if (*size > static_cast<uint64_t>(INT64_MAX) - 511)
       co_return MakeError(EFBIG, "Image size is too large");
     auto prealloc = ParsePrealloc(opts.get_string("preallocation", "off"));
     if (!prealloc) co_return std::unexpected(prealloc.error());
     const std::string name = StripProtocol(filename);
-    const int64_t bytes = static_cast<int64_t>(*size);
+    // Whole sectors, as QEMU's file-posix creates them (15 -> 512 bytes).
+    const int64_t bytes = static_cast<int64_t>((*size + 511) / 512 * 512);
     const PreallocMode mode = *prealloc;
     auto job = [&name, bytes, mode] { return CreateBlocking(name, bytes, mode); };
     co_return co_await default_thread_pool().run(job);

@@ -32,8 +32,9 @@ Result<CreateRequest> ParseCreateOptions(Options& opts) {
   CreateRequest r;
   auto size = opts.get_size("size", 0);
   if (!size) return std::unexpected(size.error());
-  if (*size > static_cast<uint64_t>(INT64_MAX)) return MakeError(EFBIG, "Image size too big");
-  r.size = static_cast<int64_t>(*size);
+  if (*size > static_cast<uint64_t>(INT64_MAX) - 511) return MakeError(EFBIG, "Image size too big");
+  // Whole sectors, as QEMU's vmdk_co_create_opts rounds the size up.
+  r.size = static_cast<int64_t>((*size + 511) / 512 * 512);
   if (auto a = opts.take_string("adapter_type")) {
     auto parsed = ParseAdapterType(*a);
     if (!parsed) return MakeError(EINVAL, "invalid parameter value: " + *a);

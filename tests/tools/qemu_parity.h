@@ -48,10 +48,11 @@ class QemuParityTest : public ::testing::Test {
     for (size_t p; (p = s.find(prog)) != std::string::npos;) s.replace(p, prog.size(), "TOOL");
     return s;
   }
-  // Progress output ("    (12.50/100%)\r"): the steps follow each driver's
-  // block_status granularity (QEMU's vmdk answers one grain per call, coblk's
-  // a whole run of same-state grains), so only the first report and a final
-  // 100.00 are compared, and the figures must not go back.
+  // Progress output ("    (12.50/100%)\r") for commands whose steps follow
+  // each driver's block_status granularity (QEMU's vmdk answers one grain per
+  // call, coblk's a whole run of same-state grains): only the first report
+  // and a final 100.00 are compared, and the figures must not go back.
+  // (compare -p matches qemu-img exactly and is compared with ExpectSameImg.)
   static std::string ProgressEnds(const std::string& s) {
     static const std::regex kStep(R"(    \((\d+\.\d\d)/100%\)\r)");
     std::string out;
