@@ -241,7 +241,11 @@ Task<Result<CheckResult>> VmdkNode::co_check(bool fix) {
     for (uint64_t off = 0; off < e->bytes(); off += grain) {
       const uint64_t l1 = off / span;
       if (l1 < e->table_count() && e->table_unallocated(static_cast<uint32_t>(l1))) {
-        off = std::min(e->bytes(), (l1 + 1) * span) - grain;  // whole table: unallocated
+        // Every table up to the next one with a grain: unallocated.
+        uint64_t end = 0;
+        if (!CheckedMul(e->next_table(static_cast<uint32_t>(l1)), span, &end) || end > e->bytes())
+          end = e->bytes();
+        off = end - grain;
         continue;
       }
       auto m = co_await e->lookup(off);
