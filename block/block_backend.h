@@ -20,6 +20,8 @@
 #include <memory>
 #include <string>
 
+#include "coroutine/co_queue.h"
+
 #include "block/block_graph.h"
 #include "block/block_node.h"
 #include "block/options.h"
@@ -58,7 +60,9 @@ class BlockBackend {
   ~BlockBackend();
 
   int64_t size() const { return root_->size(); }
+  // The node requests go to now (a job may replace it, see below).
   BlockNode& node() { return *root_; }
+  const std::shared_ptr<BlockNode>& root() const { return root_; }
   EventLoop& loop() { return loop_; }
   const BlockStats& stats() const { return stats_; }
 
@@ -92,13 +96,52 @@ class BlockBackend {
   void aio_write(int64_t offset, const void* buf, int64_t bytes, Callback cb);
   void aio_flush(Callback cb);
 
+  // ---- Graph changes under a running guest (used by block/block_job.h) ----
+  // Invariant: a request issued through this backend reaches exactly the
+  // root it finds when it passes the gate at its start, and the root only
+  // changes while the backend is drained, i.e. while no request is between
+  // the gate and its completion. So no request is lost (those in flight
+  // finish on the old root before the switch) and none is reordered:
+  // requests issued while drained wait at the gate and pass it in the order
+  // they were issued (later arrivals queue behind them even after the drain
+  // ends), then all run on the new root.
+  //
+  // co_drain_begin: stops requests at the gate and waits for every request
+  // in flight to end. Drains nest (a count); each needs its drain_end.
+  Task<void> co_drain_begin();
+  void drain_end();
+  bool drained() const { return quiesce_ > 0 && in_flight_ == 0; }
+  // Makes `root` the node requests go to. Only while drained.
+  void replace_root(std::shared_ptr<BlockNode> root);
+  // Called when a write, zero write, discard or compressed write through
+  // this backend completes (successfully or not) with its range: a job's
+  // dirty tracking. One observer at a time; an empty function removes it.
+  // Set it only while drained, so that no write in flight escapes it.
+  using WriteObserver = std::function<void(int64_t offset, int64_t bytes)>;
+  void set_write_observer(WriteObserver observer) { write_observer_ = std::move(observer); }
+  // The job running on this backend's graph, if any (one at a time).
+  bool job_running() const { return job_running_; }
+  void set_job_running(bool running) { job_running_ = running; }
+
  private:
-  Task<Status> account(BlockStats::Op& op, int64_t bytes, Task<Status> request);
+  enum class Op : uint8_t { kRead, kWrite, kWriteCompressed, kZero, kDiscard, kFlush, kTruncate };
+  // Every request: the gate, the root's request, accounting, the observer.
+  Task<Status> request(Op op, int64_t offset, int64_t bytes, IoVector* qiov, uint32_t flags);
+  Task<Status> request_buf(Op op, int64_t offset, void* buf, int64_t bytes, uint32_t flags);
+  BlockStats::Op* stats_for(Op op);
 
   EventLoop& loop_;
   std::shared_ptr<BlockNode> root_;
   BlockStats stats_;
   bool closed_ = false;
+  // Gate and drain (see co_drain_begin); loop thread only.
+  int quiesce_ = 0;        // drains in progress
+  int queued_ = 0;         // requests waiting at the gate
+  int64_t in_flight_ = 0;  // requests past the gate, not yet completed
+  CoQueue gate_;           // requests waiting to pass
+  CoQueue idle_;           // drains waiting for in_flight_ == 0
+  WriteObserver write_observer_;
+  bool job_running_ = false;
 };
 
 }  // namespace coblk

@@ -82,7 +82,7 @@ Task<Result<std::shared_ptr<BlockNode>>> BlockGraph::open_child_node(
   std::string child_filename = filename;
   // "backing=" (empty) means no child; "file=x.img" names the child's file.
   if (std::optional<std::string> v = parent.take_string(name)) {
-    if (v->empty()) co_return nullptr;
+    if (v->empty() || (role == ChildRole::kBacking && IsNoBackingValue(*v))) co_return nullptr;
     // "file=x,file.filename=y": two names for one file.
     if (child.has("filename")) {
       co_return MakeError(EINVAL, "Option '" + name + "' conflicts with '" + name +
@@ -220,6 +220,29 @@ Task<Result<std::shared_ptr<BlockNode>>> BlockGraph::open_node(Options options, 
   }
   if (ctx.probed && drv->format_name() == "raw" && !read_only && flags_.probe_warning) {
     warnings_.push_back(ProbeWarning(filename));
+  }
+  co_return node;
+}
+
+Task<Result<std::shared_ptr<BlockNode>>> BlockGraph::open_filter(const std::string& driver,
+                                                                 Options options,
+                                                                 std::shared_ptr<BlockNode> child) {
+  const BlockDriver* drv = FindFormatDriver(driver);
+  if (!drv || !drv->is_filter() || !drv->has_file_child())
+    co_return MakeError(EINVAL, "'" + driver + "' is not a filter driver");
+  const std::string node_name = options.get_string("node-name");
+  OpenContext ctx{loop_, options, child->read_only(), {}, *this};
+  ctx.file = std::move(child);
+  Result<std::shared_ptr<BlockNode>> opened = co_await drv->open(ctx);
+  if (!opened) co_return opened;
+  std::shared_ptr<BlockNode> node = std::move(*opened);
+  if (ctx.file && !node->file()) node->add_child("file", ChildRole::kFile, ctx.file);
+  node->set_node_name(node_name.empty() ? NextNodeName() : node_name);
+  node->refresh_limits();
+  if (Status s = options.check_all_consumed("Block format '" + driver + "'"); !s) {
+    // The child stays open: the caller holds it too.
+    co_await node->close();
+    co_return std::unexpected(s.error());
   }
   co_return node;
 }

@@ -37,6 +37,12 @@ class BlockGraph {
                                                      const std::string& format,
                                                      OpenFlags flags);
 
+  // Opens a filter driver (copy-on-read, blkdebug, ...) with `options` over
+  // an already open node, which becomes its "file" child (jobs insert
+  // filters into a running graph this way).
+  Task<Result<std::shared_ptr<BlockNode>>> open_filter(const std::string& driver, Options options,
+                                                       std::shared_ptr<BlockNode> child);
+
   EventLoop& loop() { return loop_; }
   // Warnings produced while opening (e.g. the probe warning).
   std::vector<std::string>& warnings() { return warnings_; }

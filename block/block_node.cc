@@ -695,6 +695,34 @@ Task<Result<bool>> BlockNode::is_allocated(int64_t offset, int64_t bytes, int64_
   co_return (r->status & kStatusAllocated) != 0;
 }
 
+Task<Result<bool>> BlockNode::is_allocated_above(BlockNode* base, bool include_base,
+                                                 int64_t offset, int64_t bytes, int64_t* pnum,
+                                                 int* depth) {
+  COBLK_CO_RETURN_IF_ERROR(check_request(offset, bytes, Bounds::kClamped));
+  bytes = std::min(bytes, std::max<int64_t>(0, size_ - offset));
+  int64_t n = bytes;  // the range every layer so far leaves unallocated
+  int layer = 0;
+  for (BlockNode* p = this; p && n > 0; p = FilterOrCow(p), ++layer) {
+    if (p == base && !include_base) break;
+    if (offset < p->size()) {
+      Result<BlockStatus> r = co_await p->block_status(false, offset, n);
+      if (!r) co_return std::unexpected(r.error());
+      if (r->status & kStatusAllocated) {
+        if (pnum) *pnum = r->pnum;
+        if (depth) *depth = layer;
+        co_return true;
+      }
+      // Below the top, a layer that ends inside the range leaves its tail
+      // unallocated: the answer is the same past its end.
+      if (p == this || offset + r->pnum < p->size()) n = std::min(n, r->pnum);
+    }
+    if (p == base) break;
+  }
+  if (pnum) *pnum = n;
+  if (depth) *depth = layer;
+  co_return false;
+}
+
 // ---- Graph and properties ----
 
 BlockNode* BlockNode::backing() const {
@@ -707,6 +735,24 @@ BlockNode* BlockNode::backing() const {
 BlockNode* BlockNode::child(const std::string& name) const {
   for (const BdrvChild& c : children_) {
     if (c.name == name) return c.node.get();
+  }
+  return nullptr;
+}
+
+std::shared_ptr<BlockNode> BlockNode::remove_child(const std::string& name) {
+  for (auto it = children_.begin(); it != children_.end(); ++it) {
+    if (it->name == name) {
+      std::shared_ptr<BlockNode> n = std::move(it->node);
+      children_.erase(it);
+      return n;
+    }
+  }
+  return nullptr;
+}
+
+std::shared_ptr<BlockNode> BlockNode::backing_ref() const {
+  for (const BdrvChild& c : children_) {
+    if (c.role == ChildRole::kBacking) return c.node;
   }
   return nullptr;
 }

@@ -95,6 +95,16 @@ class BlockNode : public std::enable_shared_from_this<BlockNode> {
                                                int64_t offset, int64_t bytes);
   // Whether this layer (not its backing) allocates the range; *pnum set.
   Task<Result<bool>> is_allocated(int64_t offset, int64_t bytes, int64_t* pnum);
+  // QEMU's bdrv_is_allocated_above: whether any layer from this node down
+  // to base (base itself only with include_base; nullptr = the whole
+  // chain) allocates the range's first byte. *pnum is the length from
+  // offset with the same answer. Each layer is asked once per call, for
+  // the range the layers above it left open; a layer shorter than the range
+  // counts as unallocated past its end. *depth (if given) is set to the
+  // number of layers above the one that allocates (0 = this node), or to
+  // the number of layers looked at when none does.
+  Task<Result<bool>> is_allocated_above(BlockNode* base, bool include_base, int64_t offset,
+                                        int64_t bytes, int64_t* pnum, int* depth = nullptr);
   Task<Result<CheckResult>> check(bool fix);
   // Rewrites the image's own reference to its backing file (QEMU's
   // bdrv_change_backing_file), for rebase: `name` as recorded (empty: no
@@ -132,6 +142,12 @@ class BlockNode : public std::enable_shared_from_this<BlockNode> {
 
   // ---- Graph setup (used by drivers' open and the open logic) ----
   void add_child(std::string name, ChildRole role, std::shared_ptr<BlockNode> node);
+  // Drops the child of that name (if any) and returns it; jobs use it to
+  // cut a backing child off. Only while no request runs through it (the
+  // backend drained, see block/block_job.h).
+  std::shared_ptr<BlockNode> remove_child(const std::string& name);
+  // The backing child as shared_ptr (nullptr if none).
+  std::shared_ptr<BlockNode> backing_ref() const;
   // For nodes that pass through to one file (filters, raw): adds it as the
   // "file" child and takes its size and filename.
   void attach_file(std::shared_ptr<BlockNode> file, bool read_only);

@@ -62,6 +62,8 @@ Status Flatten(const nlohmann::json& j, const std::string& prefix, Options& out)
                                            : std::to_string(j.get<int64_t>()));
   } else if (j.is_number()) {
     out.set(prefix, j.dump());
+  } else if (j.is_null() && (prefix == "backing" || prefix.ends_with(".backing"))) {
+    out.set(prefix, "null");  // QEMU's "backing": null, no backing file
   } else {
     return MakeError(EINVAL, "Invalid JSON value for option '" + prefix + "'");
   }

@@ -68,6 +68,11 @@ class Options {
   std::set<std::string> consumed_;
 };
 
+// The value of a "backing" option that means "no backing file": empty
+// (coblk's and QEMU's old spelling) or "null" (QEMU's: "backing": null in
+// JSON, backing=null with -blockdev).
+inline bool IsNoBackingValue(const std::string& v) { return v.empty() || v == "null"; }
+
 // Parses sizes the way qemu-img does: plain bytes or a k/K, M, G, T, P, E
 // suffix (powers of 1024), optional "B". Rejects overflow and garbage.
 Result<uint64_t> ParseSize(std::string_view text);

@@ -8,7 +8,7 @@ include(CMakePackageConfigHelpers)
 # include. Everything else (drivers/*, io/aio_engine.h, io/alignment.h,
 # tools/*) is private and may change at any time.
 set(COBLK_PUBLIC_HEADERS
-  block/block_backend.h block/block_driver.h block/block_graph.h block/block_node.h
+  block/block_backend.h block/block_job.h block/block_driver.h block/block_graph.h block/block_node.h
   block/block_types.h block/options.h block/plugin.h
   coroutine/co_mutex.h coroutine/co_queue.h coroutine/co_rwlock.h coroutine/executor.h
   coroutine/sleep.h coroutine/spawn.h coroutine/sync_wait.h coroutine/task.h

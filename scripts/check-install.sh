@@ -32,6 +32,7 @@ cmake --build "$work/examples" -j"${JOBS:-2}" >/dev/null
 img=$work/disk.img
 "$prefix/bin/coblk-img" create -q -f raw "$img" 16M
 "$work/examples/bin/coblk-example-embed" "$img" >/dev/null
+mkdir -p "$work/snap" && "$work/examples/bin/coblk-example-snapshot_commit" "$work/snap" >/dev/null
 plugin=$work/examples/lib/coblk-plugin-xor.so
 out=$("$prefix/bin/coblk-io" --plugin "$plugin" --image-opts \
   -c "write -P 0x11 0 4k" -c "read -P 0x11 0 4k" "driver=xor,key=90,file.filename=$img")

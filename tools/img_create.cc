@@ -58,8 +58,14 @@ std::string DescribeOptions(const BlockDriver& drv, const Options& opts) {
   return out;
 }
 
-// Without a size, qemu-img takes the backing file's.
-Result<int64_t> BackingSize(const std::string& backing, const std::string& backing_fmt) {
+struct BackingFacts {
+  int64_t size = 0;
+  std::string format;  // the driver that opened it (probed without -F)
+};
+
+// Without a size, qemu-img takes the backing file's; without -F it names
+// the format it detected in its refusal.
+Result<BackingFacts> OpenBacking(const std::string& backing, const std::string& backing_fmt) {
   auto loop = EventLoop::Create();
   if (!loop) return std::unexpected(loop.error());
   (*loop)->make_current();
@@ -70,9 +76,9 @@ Result<int64_t> BackingSize(const std::string& backing, const std::string& backi
   if (!backing_fmt.empty()) opts.set("driver", backing_fmt);
   auto blk = BlockBackend::Open(**loop, backing, std::move(opts), flags);
   if (!blk) return std::unexpected(blk.error());
-  int64_t size = (*blk)->size();
+  BackingFacts facts{(*blk)->size(), std::string((*blk)->node().driver()->format_name())};
   (void)(*blk)->close();
-  return size;
+  return facts;
 }
 
 }  // namespace
@@ -169,6 +175,18 @@ int ImgCreate(int argc, char** argv) {
     opts->set("backing_file", backing);
     if (!backing_fmt.empty()) opts->set("backing_fmt", backing_fmt);
   }
+  // -o backing_file=... is the same request as -b.
+  if (backing.empty() && opts->has("backing_file")) {
+    backing = *opts->peek("backing_file");
+    if (backing_fmt.empty() && opts->has("backing_fmt")) backing_fmt = *opts->peek("backing_fmt");
+  }
+  // qemu-img 7.2 refuses a backing file without its format (probing it is
+  // unsafe); with -u it does not even open the backing file to say which
+  // format it found.
+  if (!backing.empty() && backing_fmt.empty() && unsafe) {
+    ImgError("%s: Backing file specified without backing format", filename.c_str());
+    return 1;
+  }
   if (!opts->has("size") && backing.empty()) {
     ImgError("%s: Image creation needs a size parameter", filename.c_str());
     return 1;
@@ -182,13 +200,19 @@ int ImgCreate(int argc, char** argv) {
         slash != std::string::npos && !backing.starts_with('/') && !backing.starts_with("json:")) {
       backing_path = filename.substr(0, slash + 1) + backing;
     }
-    Result<int64_t> size = BackingSize(backing_path, backing_fmt);
-    if (!size) {
-      ImgError("%s: %s", filename.c_str(), size.error().ToString().c_str());
+    Result<BackingFacts> facts = OpenBacking(backing_path, backing_fmt);
+    if (!facts) {
+      ImgError("%s: %s", filename.c_str(), facts.error().ToString().c_str());
       std::fprintf(stderr, "Could not open backing image.\n");
       return 1;
     }
-    if (!opts->has("size")) opts->set("size", std::to_string(*size));
+    if (backing_fmt.empty()) {
+      ImgError("%s: Backing file specified without backing format", filename.c_str());
+      // qemu-img 7.2 ends this hint without a newline.
+      std::fprintf(stderr, "Detected format of %s.", facts->format.c_str());
+      return 1;
+    }
+    if (!opts->has("size")) opts->set("size", std::to_string(facts->size));
   }
 
   if (!quiet) {

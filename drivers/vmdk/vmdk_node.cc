@@ -26,8 +26,15 @@ Extent* VmdkNode::find_extent(uint64_t offset) const {
 bool VmdkNode::parent_cid_valid() {
   if (cid_checked_ || !backing()) return true;
   auto* parent = dynamic_cast<VmdkNode*>(backing());
-  // A non-VMDK parent has no CID, so the link cannot be verified (QEMU).
-  if (!parent || parent->cid != parent_cid) return false;
+  // A parent of another format (given with backing.driver=..., or put
+  // under this image by a job) has no CID to compare: QEMU then fails every
+  // read that falls through (EINVAL); coblk reads through it, because the
+  // backing child is generic and the user chose that parent explicitly.
+  if (!parent) {
+    cid_checked_ = true;
+    return true;
+  }
+  if (parent->cid != parent_cid) return false;
   cid_checked_ = true;
   return true;
 }
@@ -39,8 +46,11 @@ Task<Status> VmdkNode::read_unallocated(uint64_t offset, uint64_t len, IoVector&
     co_return OkStatus();
   }
   if (!parent_cid_valid())
-    co_return MakeError(EINVAL, "Parent CID of '" + filename() +
-                                    "' does not match the CID of its backing file");
+    co_return MakeError(EINVAL, StrFormat("Parent CID of '%s' does not match the CID of its "
+                                          "backing file '%s' (parentCID=%08x, CID=%08x): the "
+                                          "backing file changed after this image was made",
+                                          filename().c_str(), parent->filename().c_str(),
+                                          parent_cid, static_cast<VmdkNode*>(parent)->cid));
   // The backing image may be smaller: the rest reads as zeros.
   const uint64_t parent_size = static_cast<uint64_t>(std::max<int64_t>(parent->size(), 0));
   const uint64_t from_parent = offset >= parent_size ? 0 : std::min(len, parent_size - offset);

@@ -230,11 +230,16 @@ std::string BackingFileName(const Options& mine, const std::string& path) {
 // backing.backing.driver=...) are handed to the layer they name.
 Task<Status> OpenBackingChain(OpenContext& ctx, VmdkNode& top, const OpenSettings& s) {
   // A layer opened by this loop on behalf of the layer above it.
-  if (auto v = ctx.options.peek("backing"); v && v->empty() && !ctx.options.has_prefix("backing")) {
+  if (auto v = ctx.options.peek("backing");
+      v && IsNoBackingValue(*v) && !ctx.options.has_prefix("backing")) {
     ctx.options.take_string("backing");
     co_return OkStatus();
   }
-  if (top.parent_file_name_hint.empty()) co_return OkStatus();
+  // Without a parentFileNameHint the image has no backing file unless the
+  // options name one (QEMU opens backing.* options whatever the hint says).
+  if (top.parent_file_name_hint.empty() && !ctx.options.has("backing") &&
+      !ctx.options.has_prefix("backing"))
+    co_return OkStatus();
   if (ctx.no_backing) {
     // Backing options are accepted and unused, as open_child would do.
     ctx.options.extract_prefix("backing");
@@ -248,19 +253,27 @@ Task<Status> OpenBackingChain(OpenContext& ctx, VmdkNode& top, const OpenSetting
   Options deeper_storage;
   VmdkNode* cur = &top;
   for (size_t depth = 1;; ++depth) {
-    if (cur->parent_file_name_hint.empty()) break;
+    if (cur->parent_file_name_hint.empty() && !level_opts->has("backing") &&
+        !level_opts->has_prefix("backing"))
+      break;
     std::optional<std::string> plain = level_opts->take_string("backing");
-    if (plain && plain->empty()) break;  // "backing=": no backing file
+    if (plain && IsNoBackingValue(*plain)) break;  // "backing=" / "backing=null": none
     Options mine = level_opts->extract_prefix("backing");
     const bool user_named =
         plain || mine.has("filename") || mine.has("file") || mine.has("file.filename");
     const bool user_opts = plain || !mine.empty();
+    if (cur->parent_file_name_hint.empty() && !user_named)
+      co_return MakeError(EINVAL, "'" + cur->file()->filename() +
+                                      "' has no backing file: the backing options must name "
+                                      "one (backing.file.filename=...)");
 
     const std::string& hint = cur->parent_file_name_hint;
     const std::string& cur_path = cur->file()->filename();
     std::string path;
     if (plain) {
       path = *plain;
+    } else if (hint.empty()) {
+      // Named only by the options (user_named above).
     } else if (s.confine) {
       // The hint names a file like an extent line does, and obeys the same
       // rules: relative, inside the directory of the layer that names it.
@@ -308,7 +321,10 @@ Task<Status> OpenBackingChain(OpenContext& ctx, VmdkNode& top, const OpenSetting
     std::optional<std::string> deeper_plain;
     if (next_is_vmdk) {
       if (s.confine) mine.set("confine-extents", "on");
-      deeper = mine.extract_prefix("backing");
+      // The next layer's own "backing.*" options, still under that prefix
+      // (this loop reads them as the next level's options).
+      const Options next_level = mine.extract_prefix("backing");
+      for (const auto& [k, v] : next_level.values()) deeper.set("backing." + k, v);
       deeper_plain = mine.take_string("backing");
       mine.set("backing", "");
     }

@@ -226,7 +226,11 @@ TEST_F(InteropBacking, ParentCidMismatchIsAReadError) {
   EXPECT_TRUE(Read(**node, 65536, 1000));
   auto r = Read(**node, 3000000, 4096);
   ASSERT_FALSE(r);
-  EXPECT_NE(r.error().message().find("Parent CID"), std::string::npos) << r.error().ToString();
+  EXPECT_NE(r.error().message().find("Parent CID of '" + overlay_ +
+                                     "' does not match the CID of its backing file '" + base_ +
+                                     "' (parentCID="),
+            std::string::npos)
+      << r.error().ToString();
 }
 
 }  // namespace
