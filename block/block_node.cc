@@ -682,7 +682,7 @@ Task<Result<BlockStatus>> BlockNode::block_status_above(BlockNode* base, bool wa
   co_return st;
 }
 
-Task<Result<CheckResult>> BlockNode::check(bool fix) {
+Task<Result<CheckResult>> BlockNode::check(uint32_t fix) {
   InFlight busy(*this);
   COBLK_CO_RETURN_IF_ERROR(check_open());
   co_return co_await co_check(fix);
@@ -865,7 +865,7 @@ Task<Status> BlockNode::co_change_backing_file(const std::string&, const std::st
   co_return MakeError(ENOTSUP, "Operation not supported");
 }
 
-Task<Result<CheckResult>> BlockNode::co_check(bool) {
+Task<Result<CheckResult>> BlockNode::co_check(uint32_t) {
   co_return MakeError(ENOTSUP, "This image format does not support checks");
 }
 

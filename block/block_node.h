@@ -105,7 +105,8 @@ class BlockNode : public std::enable_shared_from_this<BlockNode> {
   // the number of layers looked at when none does.
   Task<Result<bool>> is_allocated_above(BlockNode* base, bool include_base, int64_t offset,
                                         int64_t bytes, int64_t* pnum, int* depth = nullptr);
-  Task<Result<CheckResult>> check(bool fix);
+  // fix: CheckFix bits (0 = check only).
+  Task<Result<CheckResult>> check(uint32_t fix);
   // Rewrites the image's own reference to its backing file (QEMU's
   // bdrv_change_backing_file), for rebase: `name` as recorded (empty: no
   // backing file any more), `new_backing` the image it names, opened by the
@@ -193,7 +194,7 @@ class BlockNode : public std::enable_shared_from_this<BlockNode> {
   // Default: allocated data for the whole range (QEMU's behaviour for drivers
   // without block_status); filters answer kStatusRaw to pass through.
   virtual Task<Result<BlockStatus>> co_block_status(bool want_zero, int64_t offset, int64_t bytes);
-  virtual Task<Result<CheckResult>> co_check(bool fix);
+  virtual Task<Result<CheckResult>> co_check(uint32_t fix);
   // Default: ENOTSUP ("Operation not supported"), as for QEMU drivers
   // without bdrv_change_backing_file.
   virtual Task<Status> co_change_backing_file(const std::string& name, const std::string& format,

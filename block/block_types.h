@@ -56,6 +56,15 @@ struct BlockLimits {
   uint64_t pdiscard_alignment = 0;
 };
 
+// What co_check may repair (QEMU's BdrvCheckMode): 0 = only check;
+// leaks = reclaim space no metadata references; errors = also fix
+// corruptions. qemu-img check -r leaks = kCheckFixLeaks, -r all = both.
+enum CheckFix : uint32_t {
+  kCheckFixLeaks = 1,
+  kCheckFixErrors = 2,
+  kCheckFixAll = kCheckFixLeaks | kCheckFixErrors,
+};
+
 // Result of co_check, QEMU's BdrvCheckResult.
 struct CheckResult {
   int64_t corruptions = 0;

@@ -96,7 +96,8 @@ int ImgCheck(int argc, char** argv) {
   };
   ImageSpec spec;
   spec.read_only = true;
-  bool fix = false, quiet = false;
+  uint32_t fix = 0;
+  bool quiet = false;
   std::string output = "human";
   optind = 0;
   for (int c; (c = getopt_long(argc, argv, ":hf:r:T:qU", kLong, nullptr)) != -1;) {
@@ -108,7 +109,7 @@ int ImgCheck(int argc, char** argv) {
           return ImgErrorExit("Unknown option value for -r (expecting 'leaks' or 'all'): %s",
                               optarg);
         }
-        fix = true;  // coblk's check has one repair level
+        fix = std::strcmp(optarg, "all") ? kCheckFixLeaks : kCheckFixAll;
         spec.read_only = false;
         break;
       case 'T': spec.cache = optarg; break;
@@ -148,7 +149,7 @@ int ImgCheck(int argc, char** argv) {
                   "Double checking the fixed image now...\n",
                   r->leaks_fixed, r->corruptions_fixed);
     }
-    Result<CheckResult> again = sync_wait(*img->loop, node.check(false));
+    Result<CheckResult> again = sync_wait(*img->loop, node.check(0));
     if (!again) {
       ImgError("Check failed: %s", std::strerror(again.error().errnum()));
       return 1;

@@ -6,6 +6,7 @@
 #include "block/block_driver.h"
 #include "drivers/vmdk/bytes.h"
 #include "drivers/vmdk/strfmt.h"
+#include "drivers/vmdk/vmdk_check.h"
 
 namespace coblk::vmdk {
 
@@ -200,105 +201,84 @@ Task<Status> VmdkNode::co_close() {
   co_return result;
 }
 
-namespace {
-
-// check stores at most this many findings; the rest are counted.
-constexpr size_t kMaxCheckMessages = 100;
-
-struct Findings {
-  CheckResult& r;
-  uint64_t dropped = 0;
-  void add(std::string message) {
-    ++r.corruptions;
-    if (r.messages.size() < kMaxCheckMessages)
-      r.messages.push_back(std::move(message));
-    else
-      ++dropped;
-  }
-  void finish() {
-    if (dropped) r.messages.push_back(StrFormat("... and %" PRIu64 " more", dropped));
-  }
-};
-
-}  // namespace
-
-// Walks every grain like QEMU's vmdk_co_check: a grain table or grain that
-// cannot be looked up, or data past the end of its file, is a corruption.
-// A directory entry without a table is counted in one step, so the cost
-// grows with the allocated tables, not the disk size; at most
-// kMaxCheckMessages findings are stored ("... and N more").
-Task<Result<CheckResult>> VmdkNode::co_check(bool fix) {
-  if (fix) co_return MakeError(ENOTSUP, "This image format does not support repairs");
+// VMDK4 sparse extents get the full check and repair (vmdk_check.h);
+// VMDK3 and seSparse extents, which coblk never writes, QEMU's lookup walk.
+// Repair needs the node to itself (coblk-img check -r holds the image's
+// write lock and runs nothing else); extents it wrote to are reopened.
+Task<Result<CheckResult>> VmdkNode::co_check(uint32_t fix) {
   CheckResult r;
-  Findings findings{r};
-  for (const auto& e : extents_) {
-    if (e->kind() != ExtentKind::kSparse) continue;
-    const uint64_t grain = e->grain_bytes();
-    const uint64_t span = e->table_span_bytes();
-    const uint64_t file_size = static_cast<uint64_t>(e->file()->size());
-    const uint64_t extent_grains = (e->bytes() + grain - 1) / grain;
-    r.total_clusters += static_cast<int64_t>(extent_grains);
-    for (uint64_t off = 0; off < e->bytes(); off += grain) {
-      const uint64_t l1 = off / span;
-      if (l1 < e->table_count() && e->table_unallocated(static_cast<uint32_t>(l1))) {
-        // Every table up to the next one with a grain: unallocated.
-        uint64_t end = 0;
-        if (!CheckedMul(e->next_table(static_cast<uint32_t>(l1)), span, &end) || end > e->bytes())
-          end = e->bytes();
-        off = end - grain;
-        continue;
-      }
-      auto m = co_await e->lookup(off);
-      if (!m) {
-        findings.add(StrFormat("ERROR: could not get cluster_offset for sector %" PRIu64,
-                               (e->start + off) / kSectorSize));
-        continue;
-      }
-      if (m->state != GrainMapping::kAllocated) continue;
-      ++r.allocated_clusters;
-      if (m->grain_offset >= file_size) {
-        findings.add(StrFormat("ERROR: cluster offset for sector %" PRIu64 " points after EOF",
-                               (e->start + off) / kSectorSize));
-        continue;
-      }
-      if (e->compressed() && e->layout().has_marker) {
-        if (Status st = co_await check_grain_marker(*e, off, m->grain_offset); !st)
-          findings.add("ERROR: " + st.error().message());
-      }
+  std::vector<Extent*> vmdk4;
+  std::vector<size_t> vmdk4_index;
+  for (size_t i = 0; i < extents_.size(); ++i) {
+    Extent& e = *extents_[i];
+    if (e.kind() != ExtentKind::kSparse) continue;
+    if (e.layout().format == ExtentFormat::kVmdk4) {
+      vmdk4.push_back(&e);
+      vmdk4_index.push_back(i);
+    } else if (fix) {
+      co_return MakeError(ENOTSUP, "Repair of VMDK3 and seSparse extents is not supported");
     }
-    if (!e->rgd_mismatch().empty()) findings.add("ERROR: " + e->rgd_mismatch());
   }
-  findings.finish();
+  if (fix) {
+    if (read_only()) co_return MakeError(EROFS, "Repair needs the image opened read-write");
+    for (const auto& e : extents_)
+      if (e->kind() == ExtentKind::kSparse) COBLK_CO_RETURN_IF_ERROR(co_await e->drain_updates());
+  }
+  bool changed = false;
+  COBLK_CO_RETURN_IF_ERROR(co_await CheckVmdkExtents(vmdk4, fix, r, &changed));
+  for (const auto& e : extents_) {
+    if (e->kind() != ExtentKind::kSparse || e->layout().format == ExtentFormat::kVmdk4) continue;
+    COBLK_CO_RETURN_IF_ERROR(co_await check_lookup_walk(*e, r));
+  }
+  if (changed)
+    for (size_t i : vmdk4_index) COBLK_CO_RETURN_IF_ERROR(co_await reopen_extent(i));
   co_return r;
 }
 
-// QEMU's check only looks at the entries; a stream image whose entries
-// name metadata markers or other grains (what racing tail writes used to
-// produce) reads back garbage or fails. So each entry of a compressed
-// extent must name a grain marker for its own guest sector whose
-// compressed data lies inside the file.
-Task<Status> VmdkNode::check_grain_marker(Extent& e, uint64_t in_extent, uint64_t at) {
-  const uint64_t sector = (e.start + in_extent) / kSectorSize;
+Task<Status> VmdkNode::reopen_extent(size_t index) {
+  Extent& old = *extents_[index];
+  auto e = co_await Extent::OpenSparse(old.file(), old.writable(), cache_bytes);
+  if (!e) co_return std::unexpected(e.error());
+  (*e)->start = old.start;
+  (*e)->set_type_name(old.type_name());
+  COBLK_CO_RETURN_IF_ERROR(co_await (*e)->enable_writes(old.writable()));
+  extents_[index] = std::move(*e);
+  co_return OkStatus();
+}
+
+// QEMU's vmdk_co_check walk: a grain table or grain that cannot be looked
+// up, or data past the end of its file, is a corruption. A directory entry
+// without a table is counted in one step.
+Task<Status> VmdkNode::check_lookup_walk(Extent& e, CheckResult& r) {
+  const uint64_t grain = e.grain_bytes();
+  const uint64_t span = e.table_span_bytes();
   const uint64_t file_size = static_cast<uint64_t>(e.file()->size());
-  uint8_t marker[12] = {};
-  if (file_size - at < sizeof marker)
-    co_return MakeError(EIO, StrFormat("compressed grain for sector %" PRIu64 " is cut off", sector));
-  COBLK_CO_RETURN_IF_ERROR(co_await e.file()->pread(static_cast<int64_t>(at), marker, sizeof marker));
-  const uint64_t lba = LoadLe64(marker, 0);
-  const uint32_t size = LoadLe32(marker, 8);
-  if (size == 0)
-    co_return MakeError(EIO, StrFormat("grain-table entry for sector %" PRIu64
-                                       " points at a metadata marker (offset %" PRIu64 ")",
-                                       sector, at));
-  if (lba != sector)
-    co_return MakeError(EIO, StrFormat("grain-table entry for sector %" PRIu64
-                                       " points at the grain marker of sector %" PRIu64
-                                       " (offset %" PRIu64 ")",
-                                       sector, lba, at));
-  if (size > file_size - at - sizeof marker)
-    co_return MakeError(EIO, StrFormat("compressed grain for sector %" PRIu64
-                                       " extends past the end of the file",
-                                       sector));
+  r.total_clusters += static_cast<int64_t>((e.bytes() + grain - 1) / grain);
+  CheckFindings findings(r);
+  for (uint64_t off = 0; off < e.bytes(); off += grain) {
+    const uint64_t l1 = off / span;
+    if (l1 < e.table_count() && e.table_unallocated(static_cast<uint32_t>(l1))) {
+      // Every table up to the next one with a grain: unallocated.
+      uint64_t end = 0;
+      if (!CheckedMul(e.next_table(static_cast<uint32_t>(l1)), span, &end) || end > e.bytes())
+        end = e.bytes();
+      off = end - grain;
+      continue;
+    }
+    auto m = co_await e.lookup(off);
+    if (!m) {
+      findings.corruption(StrFormat("ERROR: could not get cluster_offset for sector %" PRIu64,
+                                    (e.start + off) / kSectorSize));
+      continue;
+    }
+    if (m->state != GrainMapping::kAllocated) continue;
+    ++r.allocated_clusters;
+    if (m->grain_offset >= file_size)
+      findings.corruption(StrFormat("ERROR: cluster offset for sector %" PRIu64 " points after EOF",
+                                    (e.start + off) / kSectorSize));
+  }
+  if (!e.rgd_mismatch().empty()) findings.corruption("ERROR: " + e.rgd_mismatch());
+  findings.finish();
   co_return OkStatus();
 }
 

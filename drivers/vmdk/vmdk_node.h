@@ -34,6 +34,8 @@ class VmdkNode final : public BlockNode {
   BlockNode* descriptor_file = nullptr;
   uint64_t descriptor_offset = 0;
   uint64_t descriptor_capacity = 0;  // 0 = standalone file
+  // l2-cache-size, for extents reopened after a repair.
+  uint64_t cache_bytes = 4 << 20;
 
   ImageInfo get_info() override;
   InfoTree get_specific_info() override;
@@ -49,7 +51,7 @@ class VmdkNode final : public BlockNode {
   Task<Status> co_pwrite_zeroes(int64_t offset, int64_t bytes, uint32_t flags) override;
   Task<Status> co_flush() override;
   Task<Status> co_close() override;
-  Task<Result<CheckResult>> co_check(bool fix) override;
+  Task<Result<CheckResult>> co_check(uint32_t fix) override;
   BlockLimits driver_limits() override;
   // vmdk_rebase.cc: parentFileNameHint and parentCID rewritten.
   Task<Status> co_change_backing_file(const std::string& name, const std::string& format,
@@ -85,8 +87,12 @@ class VmdkNode final : public BlockNode {
   Task<Result<std::string>> read_descriptor_text();
   Task<Status> write_descriptor_text(const std::string& text, const char* why);
   Task<Status> zero_grain(Extent& e, uint64_t in_extent);
-  // check: a compressed grain's entry names a grain marker of its own sector.
-  Task<Status> check_grain_marker(Extent& e, uint64_t in_extent, uint64_t at);
+  // check of VMDK3 and seSparse extents (read-only formats): every grain
+  // can be looked up and lies inside the file, as QEMU's check.
+  Task<Status> check_lookup_walk(Extent& e, CheckResult& r);
+  // After a repair wrote to an extent file: the extent opened again, so
+  // its directory, caches and append point are those on disk.
+  Task<Status> reopen_extent(size_t index);
 
   std::vector<std::unique_ptr<Extent>> extents_;
   bool cid_checked_ = false;

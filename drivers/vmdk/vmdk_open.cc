@@ -366,6 +366,7 @@ Task<Result<std::shared_ptr<BlockNode>>> OpenVmdk(const BlockDriver* driver, Ope
   auto file = co_await ctx.open_child("file", ChildRole::kFile);
   if (!file) co_return std::unexpected(file.error());
   auto node = std::make_shared<VmdkNode>(driver, ctx.loop);
+  node->cache_bytes = s.cache_bytes;
   node->add_child("file", ChildRole::kFile, *file);
   BlockNode& f = **file;
 

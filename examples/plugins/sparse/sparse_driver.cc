@@ -209,7 +209,7 @@ class SparseNode final : public BlockNode {
   // Walks every table: entries must point inside the file at cluster
   // boundaries, and no cluster may be used twice (corruptions); clusters
   // nothing points at are leaks.
-  Task<Result<coblk::CheckResult>> co_check(bool fix) override {
+  Task<Result<coblk::CheckResult>> co_check(uint32_t fix) override {
     if (fix) co_return MakeError(ENOTSUP, "exsparse: check cannot repair images");
     coblk::CheckResult r;
     const int64_t clusters = RoundUp(file()->size(), cluster_size_) / cluster_size_;

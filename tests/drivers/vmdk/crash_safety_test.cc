@@ -175,14 +175,30 @@ class CrashSafety : public VmdkWriteTest {
       ADD_FAILURE() << "reopen: " << ro.error().ToString();
       return fired;
     }
-    auto chk = sync_wait(loop(), (*ro)->check(false));
-    EXPECT_TRUE(chk && chk->corruptions == 0)
-        << (chk ? (chk->messages.empty() ? "" : chk->messages[0]) : chk.error().ToString());
+    // A crash may leave the redundant tables behind the primary (issue
+    // 13): coblk's check finds that and nothing else, and repair fixes it.
+    ExpectOnlyRedundantLag(img_);
+    if (!VerifyData(**ro, m, mode)) return fired;
+    Close(*ro);
+    if (qemu_check && HaveQemu()) ExpectQemuCheckClean(img_);
+    ExpectRepairCleans(img_, qemu_check);
+    ro = OpenVmdk(img_);
+    if (!ro) {
+      ADD_FAILURE() << "reopen after repair: " << ro.error().ToString();
+      return fired;
+    }
+    VerifyData(**ro, m, mode);
+    Close(*ro);
+    return fired;
+  }
+
+  // Every written sector holds what the model allows.
+  bool VerifyData(BlockNode& ro, Model& m, Mode mode) {
     for (const auto& [off, len] : ranges_) {
-      auto got = ReadRange(**ro, off, len);
+      auto got = ReadRange(ro, off, len);
       if (!got) {
         ADD_FAILURE() << "read " << off << ": " << got.error().ToString();
-        break;
+        return false;
       }
       for (int64_t s = off / kSector; s < (off + len) / kSector; ++s) {
         const size_t at = static_cast<size_t>(s * kSector - off);
@@ -195,13 +211,11 @@ class CrashSafety : public VmdkWriteTest {
         }
         if (!ok) {
           ADD_FAILURE() << "sector " << s << " (offset " << s * kSector << ") lost its data";
-          return fired;
+          return false;
         }
       }
     }
-    Close(*ro);
-    if (qemu_check && HaveQemu()) ExpectQemuCheckClean(img_);
-    return fired;
+    return true;
   }
 
   ScratchDir dir_;

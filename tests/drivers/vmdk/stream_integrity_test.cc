@@ -204,25 +204,34 @@ TEST_F(StreamIntegrityTest, PowerLossAtEveryWriteOfFirstOpen) {
       const bool fired = dropping();
       Close(node);
 
-      auto ro = OpenVmdk(img);
-      ASSERT_TRUE(ro) << "reopen: " << ro.error().ToString();
-      for (int64_t g = 0; g < seq * 3; ++g) {
-        auto got = ReadRange(**ro, g * 65536, 65536);
-        ASSERT_TRUE(got) << got.error().ToString();
-        const Bytes want = durable.Get(g * 65536, 65536), maybe = acked.Get(g * 65536, 65536);
-        for (size_t i = 0; i < want.size(); i += 512) {
-          auto same = [&](const Bytes& x) {
-            return std::equal(x.begin() + i, x.begin() + i + 512, got->begin() + i);
-          };
-          // Flushed data must be there; a sector written after the last
-          // completed flush may hold its old or its new content.
-          ASSERT_TRUE(same(want) || same(maybe))
-              << "flushed data lost at " << g * 65536 + static_cast<int64_t>(i);
+      auto verify = [&] {
+        auto ro = OpenVmdk(img);
+        ASSERT_TRUE(ro) << "reopen: " << ro.error().ToString();
+        for (int64_t g = 0; g < seq * 3; ++g) {
+          auto got = ReadRange(**ro, g * 65536, 65536);
+          ASSERT_TRUE(got) << got.error().ToString();
+          const Bytes want = durable.Get(g * 65536, 65536), maybe = acked.Get(g * 65536, 65536);
+          for (size_t i = 0; i < want.size(); i += 512) {
+            auto same = [&](const Bytes& x) {
+              return std::equal(x.begin() + i, x.begin() + i + 512, got->begin() + i);
+            };
+            // Flushed data must be there; a sector written after the last
+            // completed flush may hold its old or its new content.
+            ASSERT_TRUE(same(want) || same(maybe))
+                << "flushed data lost at " << g * 65536 + static_cast<int64_t>(i);
+          }
         }
-      }
-      Close(*ro);
-      ExpectCoblkCheckClean(img);
+        Close(*ro);
+      };
+      verify();
+      // qemu-img's streamOptimized has redundant tables, which may lag the
+      // primary after the power loss (issue 13): found, and repaired.
+      ExpectOnlyRedundantLag(img);
       ExpectQemuCheckClean(img);
+      if (n % 3 == 0) {
+        ExpectRepairCleans(img);
+        verify();
+      }
       // The image takes new writes.
       {
         auto rw = OpenRw(img);
@@ -459,7 +468,9 @@ TEST_F(StreamIntegrityTest, CheckFindsEntriesNotNamingTheirGrainMarker) {
     ASSERT_TRUE(n) << n.error().ToString();
     auto r = sync_wait(loop(), (*n)->check(false));
     ASSERT_TRUE(r);
-    EXPECT_EQ(r->corruptions, 2);
+    // Two bad entries, and the redundant table (left as it was) now
+    // differs from the primary at both.
+    EXPECT_EQ(r->corruptions, 4);
     Close(*n);
   }
   // Entry 5 names the grain table's own marker sector.
@@ -470,7 +481,7 @@ TEST_F(StreamIntegrityTest, CheckFindsEntriesNotNamingTheirGrainMarker) {
   ASSERT_TRUE(n) << n.error().ToString();
   auto r = sync_wait(loop(), (*n)->check(false));
   ASSERT_TRUE(r);
-  EXPECT_EQ(r->corruptions, 1);
+  EXPECT_EQ(r->corruptions, 2);  // the bad entry, and the difference from the redundant table
   Close(*n);
 }
 

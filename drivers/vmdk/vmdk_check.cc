@@ -1,0 +1,723 @@
+// The check walk of a VMDK4 sparse extent (see vmdk_check.h).
+//
+// Pass 1 reads the grain directory, then the redundant one, in chunks and
+// marks every table they name as metadata; a table outside the file or
+// over the header, descriptor, a directory or another table is a
+// corruption. Pass 2 reads each usable table (and its redundant copy) and
+// classifies every entry; grains that are fine are marked in the data
+// bitmap, so a later entry naming the same sectors is a duplicate. Pass 3
+// (compressed extents with markers) walks the stream of markers from the
+// first grain to the end of the file, finding grain markers no entry names
+// (leaked grains, and what a stream salvage can recover). Leaks are the
+// sectors after the header area that nothing references, counted in grains.
+#include "drivers/vmdk/vmdk_check.h"
+
+#include <algorithm>
+#include <cinttypes>
+#include <cstring>
+
+#include "coroutine/when_all.h"
+#include "drivers/vmdk/bytes.h"
+#include "drivers/vmdk/compressed.h"
+#include "drivers/vmdk/layout.h"
+#include "drivers/vmdk/strfmt.h"
+
+namespace coblk::vmdk {
+
+// ---- CheckBitmap ------------------------------------------------------------
+
+bool CheckBitmap::init(uint64_t bits) {
+  std::free(words_);
+  bits_ = bits;
+  words_ = static_cast<uint64_t*>(std::calloc(std::max<uint64_t>(1, (bits + 63) / 64), 8));
+  return words_ != nullptr;
+}
+
+bool CheckBitmap::grow(uint64_t bits) {
+  if (bits <= bits_) return true;
+  const uint64_t old_words = (bits_ + 63) / 64, words = (bits + 63) / 64;
+  if (words > old_words) {
+    auto* w = static_cast<uint64_t*>(std::realloc(words_, words * 8));
+    if (!w) return false;
+    std::memset(w + old_words, 0, (words - old_words) * 8);
+    words_ = w;
+  }
+  bits_ = bits;
+  return true;
+}
+
+bool CheckBitmap::any(uint64_t begin, uint64_t end) const {
+  end = std::min(end, bits_);
+  for (uint64_t i = begin; i < end;) {
+    if (i % 64 == 0 && end - i >= 64) {
+      if (words_[i / 64]) return true;
+      i += 64;
+      continue;
+    }
+    if (test(i)) return true;
+    ++i;
+  }
+  return false;
+}
+
+void CheckBitmap::set(uint64_t begin, uint64_t end) {
+  end = std::min(end, bits_);
+  for (uint64_t i = begin; i < end;) {
+    if (i % 64 == 0 && end - i >= 64) {
+      words_[i / 64] = ~uint64_t{0};
+      i += 64;
+      continue;
+    }
+    words_[i / 64] |= uint64_t{1} << (i % 64);
+    ++i;
+  }
+}
+
+void CheckBitmap::clear(uint64_t begin, uint64_t end) {
+  end = std::min(end, bits_);
+  for (uint64_t i = begin; i < end;) {
+    if (i % 64 == 0 && end - i >= 64) {
+      words_[i / 64] = 0;
+      i += 64;
+      continue;
+    }
+    words_[i / 64] &= ~(uint64_t{1} << (i % 64));
+    ++i;
+  }
+}
+
+uint64_t CheckBitmap::find(uint64_t from, bool value) const {
+  for (uint64_t i = from; i < bits_;) {
+    const uint64_t w = value ? words_[i / 64] : ~words_[i / 64];
+    const uint64_t masked = w & (~uint64_t{0} << (i % 64));
+    if (masked) return std::min(bits_, i / 64 * 64 + static_cast<uint64_t>(__builtin_ctzll(masked)));
+    i = (i / 64 + 1) * 64;
+  }
+  return bits_;
+}
+
+uint64_t CheckBitmap::end_of_set() const {
+  for (uint64_t w = (bits_ + 63) / 64; w-- > 0;)
+    if (words_[w]) return w * 64 + 64 - static_cast<uint64_t>(__builtin_clzll(words_[w]));
+  return 0;
+}
+
+// ---- helpers ------------------------------------------------------------------
+
+namespace {
+
+uint64_t SectorsFor(uint64_t bytes) { return (bytes + kSectorSize - 1) / kSectorSize; }
+
+// Directory entries per chunk: 256 KiB of directory at a time.
+constexpr uint64_t kGdChunk = 65536;
+// Tables read at once in pass 2 (each up to 2 KiB for VMDK4).
+constexpr uint64_t kTablesAtOnce = 256;
+// Concurrent small reads (tables, grain markers).
+constexpr size_t kReadsInFlight = 64;
+
+struct ReadReq {
+  uint64_t offset;
+  uint8_t* buf;
+  uint64_t bytes;
+};
+
+Task<Status> ReadOne(BlockNode* file, ReadReq r) {
+  co_return co_await file->pread(static_cast<int64_t>(r.offset), r.buf, static_cast<int64_t>(r.bytes));
+}
+
+// Reads every request, kReadsInFlight at a time; the first error.
+Task<Status> ReadAll(BlockNode& file, const std::vector<ReadReq>& reqs) {
+  for (size_t i = 0; i < reqs.size(); i += kReadsInFlight) {
+    std::vector<Task<Status>> batch;
+    for (size_t k = i; k < std::min(reqs.size(), i + kReadsInFlight); ++k)
+      batch.push_back(ReadOne(&file, reqs[k]));
+    std::vector<Status> done = co_await when_all(std::move(batch));
+    for (Status& st : done)
+      if (!st) co_return st;
+  }
+  co_return OkStatus();
+}
+
+// Reads directory entries [first, first + count) at `at` into out.
+Task<Status> ReadEntries(BlockNode& file, uint64_t at, uint64_t first, uint64_t count,
+                         std::vector<uint32_t>& out) {
+  std::vector<uint8_t> raw(count * 4);
+  out.resize(count);
+  COBLK_CO_RETURN_IF_ERROR(co_await file.pread(static_cast<int64_t>(at + first * 4), raw.data(),
+                                               static_cast<int64_t>(raw.size())));
+  for (uint64_t i = 0; i < count; ++i) out[i] = LoadLe32(raw, i * 4);
+  co_return OkStatus();
+}
+
+}  // namespace
+
+// ---- ExtentChecker: setup ---------------------------------------------------
+
+ExtentChecker::ExtentChecker(Extent& e, uint32_t fix, std::string label, CheckFindings& findings)
+    : e_(e), file_(*e.file()), layout_(e.layout()), fix_(fix), label_(std::move(label)),
+      f_(findings) {}
+
+std::string ExtentChecker::prefix() const {
+  return label_.empty() ? "ERROR: " : "ERROR: extent '" + label_ + "': ";
+}
+
+Task<Status> ExtentChecker::read_headers() {
+  file_size_ = static_cast<uint64_t>(file_.size());
+  file_sectors_ = SectorsFor(file_size_);
+  grain_sectors_ = layout_.cluster_sectors;
+  gt_sectors_ = SectorsFor(layout_.l2_table_bytes());
+  gd_sectors_ = SectorsFor(layout_.l1_table_bytes());
+  overhead_sectors_ = std::clamp<uint64_t>(layout_.grain_start_sector, 1, file_sectors_);
+  markers_ = layout_.compressed && layout_.has_marker;
+  Sector s{};
+  COBLK_CO_RETURN_IF_ERROR(co_await file_.pread(0, s.data(), kSectorSize));
+  auto h = Vmdk4Header::Decode(s);
+  if (!h) co_return std::unexpected(h.error());
+  header_ = *h;
+  if (layout_.compressed && file_size_ % kSectorSize == 0 && file_size_ >= kSectorSize + kFooterBytes) {
+    std::vector<uint8_t> tail(kFooterBytes);
+    COBLK_CO_RETURN_IF_ERROR(co_await file_.pread(static_cast<int64_t>(file_size_ - kFooterBytes),
+                                                  tail.data(), kFooterBytes));
+    if (auto f = ValidateFooter(tail)) footer_ = *f;
+  }
+  if (markers_ && layout_.l1_table_offset >= kSectorSize) {
+    Sector before{};
+    COBLK_CO_RETURN_IF_ERROR(co_await file_.pread(
+        static_cast<int64_t>(layout_.l1_table_offset - kSectorSize), before.data(), kSectorSize));
+    stream_tail_layout_ = before == EncodeMetadataMarker(MarkerType::kGrainDirectory, gd_sectors_);
+  }
+  if (!meta_.init(file_sectors_) || !data_.init(file_sectors_) ||
+      !structure_.init(markers_ ? file_sectors_ : 0) ||
+      !walked_.init(markers_ ? file_sectors_ : 0) || !gd_ok_.init(layout_.l1_size) ||
+      !rgd_ok_.init(layout_.l1_size))
+    co_return MakeError(ENOMEM, "Out of memory for the check bitmaps");
+  co_return OkStatus();
+}
+
+void ExtentChecker::mark_fixed_metadata() {
+  meta_.set(0, 1);
+  if (header_.desc_offset && header_.desc_size)
+    meta_.set(header_.desc_offset, header_.desc_offset + std::min<uint64_t>(header_.desc_size, file_sectors_));
+  const uint64_t gd = layout_.l1_table_offset / kSectorSize;
+  meta_.set(gd, gd + gd_sectors_);
+  if (stream_tail_layout_) meta_.set(gd - 1, gd);  // its GD marker
+  if (layout_.l1_backup_offset) {
+    const uint64_t rgd = layout_.l1_backup_offset / kSectorSize;
+    meta_.set(rgd, rgd + gd_sectors_);
+  }
+  if (footer_ && (layout_.gd_at_end || footer_->gd_offset * kSectorSize == layout_.l1_table_offset))
+    meta_.set(file_sectors_ - kFooterBytes / kSectorSize, file_sectors_);
+}
+
+// What lies at a file sector marked as metadata (for messages).
+std::string ExtentChecker::where(uint64_t sector) const {
+  if (sector == 0) return "the header";
+  if (header_.desc_offset && sector >= header_.desc_offset &&
+      sector < header_.desc_offset + header_.desc_size)
+    return "the descriptor";
+  const uint64_t gd = layout_.l1_table_offset / kSectorSize;
+  if (sector >= gd && sector < gd + gd_sectors_) return "the grain directory";
+  const uint64_t rgd = layout_.l1_backup_offset / kSectorSize;
+  if (layout_.l1_backup_offset && sector >= rgd && sector < rgd + gd_sectors_)
+    return "the redundant grain directory";
+  if (footer_ && sector >= file_sectors_ - kFooterBytes / kSectorSize) return "the footer";
+  if (meta_.test(sector)) return "a grain table";
+  if (sector < overhead_sectors_) return "the header area before the first grain";
+  return "image metadata";
+}
+
+bool ExtentChecker::table_location_ok(uint64_t table, std::string* why) const {
+  if (table * kSectorSize + layout_.l2_table_bytes() > file_size_) {
+    *why = "lies past the end of the file";
+    return false;
+  }
+  if (meta_.any(table, table + gt_sectors_)) {
+    uint64_t at = meta_.find(table, true);
+    *why = "overlaps " + where(at);
+    return false;
+  }
+  return true;
+}
+
+// ---- pass 1: the directories --------------------------------------------------
+
+Task<Status> ExtentChecker::walk_directories() {
+  const uint32_t n = layout_.l1_size;
+  const bool has_rgd = layout_.l1_backup_offset != 0;
+  std::vector<uint32_t> gd, rgd;
+  // Primary first: where a primary and a redundant table overlap, the
+  // primary keeps its place.
+  for (uint64_t first = 0; first < n; first += kGdChunk) {
+    const uint64_t count = std::min<uint64_t>(kGdChunk, n - first);
+    COBLK_CO_RETURN_IF_ERROR(co_await ReadEntries(file_, layout_.l1_table_offset, first, count, gd));
+    for (uint64_t k = 0; k < count; ++k) {
+      if (!gd[k]) continue;
+      std::string why;
+      if (table_location_ok(gd[k], &why)) {
+        meta_.set(gd[k], gd[k] + gt_sectors_);
+        gd_ok_.set(first + k, first + k + 1);
+        continue;
+      }
+      ++bad_gd_entries_;
+      f_.corruption(prefix() + StrFormat("grain directory entry %" PRIu64 " names a grain table at offset %" PRIu64
+                                         " that %s",
+                                         first + k, uint64_t{gd[k]} * kSectorSize, why.c_str()));
+    }
+  }
+  if (!has_rgd) co_return OkStatus();
+  for (uint64_t first = 0; first < n; first += kGdChunk) {
+    const uint64_t count = std::min<uint64_t>(kGdChunk, n - first);
+    COBLK_CO_RETURN_IF_ERROR(co_await ReadEntries(file_, layout_.l1_table_offset, first, count, gd));
+    COBLK_CO_RETURN_IF_ERROR(co_await ReadEntries(file_, layout_.l1_backup_offset, first, count, rgd));
+    for (uint64_t k = 0; k < count; ++k) {
+      const uint64_t i = first + k;
+      if (rgd[k]) {
+        std::string why;
+        if (table_location_ok(rgd[k], &why)) {
+          meta_.set(rgd[k], rgd[k] + gt_sectors_);
+          rgd_ok_.set(i, i + 1);
+        } else {
+          ++bad_rgd_entries_;
+          f_.corruption(prefix() + StrFormat("redundant grain directory entry %" PRIu64
+                                             " names a grain table at offset %" PRIu64 " that %s",
+                                             i, uint64_t{rgd[k]} * kSectorSize, why.c_str()));
+          continue;
+        }
+      }
+      if ((gd[k] == 0) != (rgd[k] == 0)) {
+        const bool primary_ok = gd_ok_.test(i) || gd[k] == 0;
+        f_.corruption(prefix() + StrFormat("grain directory entry %" PRIu64
+                                           " differs from the redundant grain directory "
+                                           "(primary %" PRIu32 ", redundant %" PRIu32 "); the %s is plausible",
+                                           i, gd[k], rgd[k],
+                                           gd[k] && primary_ok ? "primary" : rgd[k] ? "redundant" : "primary"));
+      }
+    }
+  }
+  co_return OkStatus();
+}
+
+// ---- pass 2: the tables -------------------------------------------------------
+
+ExtentChecker::Classified ExtentChecker::classify(uint32_t v, uint64_t sector,
+                                                  const uint8_t* marker) const {
+  Classified c;
+  if (v == 0) return c;
+  if (v == kGteZeroed) {
+    if (layout_.has_zero_grain) {
+      c.verdict = Verdict::kZero;
+      return c;
+    }
+    c.verdict = Verdict::kBad;
+    c.why = "is a zeroed-grain entry (1), but the image has no zeroed-grain flag";
+    return c;
+  }
+  const uint64_t at = uint64_t{v} * kSectorSize;
+  c.verdict = Verdict::kBad;
+  if (at >= file_size_) {
+    c.why = StrFormat("points after EOF (offset %" PRIu64 ")", at);
+    return c;
+  }
+  c.begin = v;
+  if (!layout_.compressed) {
+    c.end = v + grain_sectors_;
+  } else if (!markers_) {
+    c.end = v + 1;
+  } else {
+    const uint64_t lba = LoadLe64(std::span<const uint8_t>(marker, 16), 0);
+    const uint32_t size = LoadLe32(std::span<const uint8_t>(marker, 16), 8);
+    if (size == 0) {
+      c.why = StrFormat("points at a metadata marker (offset %" PRIu64 ")", at);
+      return c;
+    }
+    if (lba != sector) {
+      c.why = StrFormat("points at the grain marker of sector %" PRIu64 " (offset %" PRIu64 ")", lba, at);
+      return c;
+    }
+    if (size > CompressedReadBytes(layout_.cluster_bytes()) - GrainMarker::kGrainHeaderSize) {
+      c.why = StrFormat("points at a grain marker with the impossible size %" PRIu32 " (offset %" PRIu64 ")",
+                        size, at);
+      return c;
+    }
+    if (size > file_size_ - at - GrainMarker::kGrainHeaderSize) {
+      c.why = StrFormat("points at a compressed grain that extends past the end of the file (offset %" PRIu64 ")",
+                        at);
+      return c;
+    }
+    c.end = v + SectorsFor(GrainMarker::kGrainHeaderSize + size);
+  }
+  if (c.begin < overhead_sectors_ || meta_.any(c.begin, c.end)) {
+    const uint64_t hit = c.begin < overhead_sectors_ && !meta_.any(c.begin, c.end)
+                             ? c.begin
+                             : meta_.find(c.begin, true);
+    c.why = StrFormat("points into %s (offset %" PRIu64 ")", where(hit).c_str(), at);
+    return c;
+  }
+  if (data_.any(c.begin, c.end)) {
+    c.why = StrFormat("points at a grain another entry already uses (offset %" PRIu64 ")", at);
+    return c;
+  }
+  c.verdict = Verdict::kData;
+  return c;
+}
+
+Task<Status> ExtentChecker::walk_tables() {
+  const uint32_t n = layout_.l1_size;
+  const uint32_t l2 = layout_.l2_size;
+  const uint64_t gt_bytes = layout_.l2_table_bytes();
+  const bool has_rgd = layout_.l1_backup_offset != 0;
+  std::vector<uint32_t> gd, rgd;
+  std::vector<uint8_t> tables, rtables;
+  std::vector<std::array<uint8_t, 16>> markers(l2);
+  for (uint64_t first = 0; first < n; first += kTablesAtOnce) {
+    const uint64_t count = std::min<uint64_t>(kTablesAtOnce, n - first);
+    COBLK_CO_RETURN_IF_ERROR(co_await ReadEntries(file_, layout_.l1_table_offset, first, count, gd));
+    if (has_rgd)
+      COBLK_CO_RETURN_IF_ERROR(co_await ReadEntries(file_, layout_.l1_backup_offset, first, count, rgd));
+    tables.assign(count * gt_bytes, 0);
+    rtables.assign(has_rgd ? count * gt_bytes : 0, 0);
+    std::vector<ReadReq> reqs;
+    for (uint64_t k = 0; k < count; ++k) {
+      if (gd_ok_.test(first + k))
+        reqs.push_back({uint64_t{gd[k]} * kSectorSize, tables.data() + k * gt_bytes, gt_bytes});
+      if (has_rgd && rgd_ok_.test(first + k))
+        reqs.push_back({uint64_t{rgd[k]} * kSectorSize, rtables.data() + k * gt_bytes, gt_bytes});
+    }
+    COBLK_CO_RETURN_IF_ERROR(co_await ReadAll(file_, reqs));
+    for (uint64_t k = 0; k < count; ++k) {
+      const uint64_t i = first + k;
+      const bool primary = gd_ok_.test(i), redundant = has_rgd && rgd_ok_.test(i);
+      if (!primary && !redundant) continue;
+      std::span<uint8_t> t(tables.data() + k * gt_bytes, gt_bytes);
+      std::span<uint8_t> rt(redundant ? rtables.data() + k * gt_bytes : nullptr, redundant ? gt_bytes : 0);
+      if (!primary) continue;  // repaired after this pass (repair_directories)
+      const uint64_t first_grain = i * l2;
+      // Grain markers of compressed entries, read all at once.
+      if (markers_) {
+        reqs.clear();
+        for (uint32_t j = 0; j < l2; ++j) {
+          const uint32_t v = LoadLe32(t, size_t{j} * 4);
+          markers[j].fill(0);
+          if (v > kGteZeroed && uint64_t{v} * kSectorSize < file_size_)
+            reqs.push_back({uint64_t{v} * kSectorSize, markers[j].data(),
+                            std::min<uint64_t>(16, file_size_ - uint64_t{v} * kSectorSize)});
+        }
+        COBLK_CO_RETURN_IF_ERROR(co_await ReadAll(file_, reqs));
+      }
+      bool primary_changed = false, redundant_changed = false;
+      for (uint32_t j = 0; j < l2; ++j) {
+        const uint64_t grain = first_grain + j;
+        const uint64_t sector = grain * grain_sectors_;
+        if (sector >= layout_.sectors) break;  // entries past the capacity are never read
+        const uint64_t guest = e_.start / kSectorSize + sector;
+        const uint32_t v = LoadLe32(t, size_t{j} * 4);
+        Classified c = classify(v, sector, markers[j].data());
+        uint32_t keep = v;
+        if (c.verdict == Verdict::kBad) {
+          f_.corruption(prefix() + StrFormat("grain-table entry for sector %" PRIu64 " %s", guest, c.why.c_str()));
+          keep = 0;
+        }
+        if (redundant) {
+          const uint32_t rv = LoadLe32(rt, size_t{j} * 4);
+          if (rv != v) {
+            std::array<uint8_t, 16> rmarker{};
+            if (markers_ && rv > kGteZeroed && uint64_t{rv} * kSectorSize < file_size_)
+              COBLK_CO_RETURN_IF_ERROR(co_await file_.pread(
+                  static_cast<int64_t>(uint64_t{rv} * kSectorSize), rmarker.data(),
+                  static_cast<int64_t>(std::min<uint64_t>(16, file_size_ - uint64_t{rv} * kSectorSize))));
+            Classified rc = classify(rv, sector, rmarker.data());
+            const bool p_ok = c.verdict != Verdict::kBad, r_ok = rc.verdict != Verdict::kBad;
+            // An entry of 0 against a valid one: that side lags (tables
+            // are written primary first, so normally the redundant one).
+            f_.corruption(prefix() + StrFormat("redundant grain table %" PRIu64 " differs at entry %" PRIu32
+                                               " (sector %" PRIu64 "): primary %" PRIu32 ", redundant %" PRIu32
+                                               "; %s",
+                                               i, j, guest, v, rv,
+                                               p_ok && r_ok && rv == 0 ? "the primary is plausible (the redundant lags)"
+                                               : p_ok && r_ok && v == 0 ? "the redundant is plausible (the primary lags); the primary is kept, as QEMU reads it"
+                                               : p_ok && r_ok           ? "both are plausible, the primary is kept"
+                                               : p_ok                   ? "the primary is plausible"
+                                               : r_ok                   ? "the redundant is plausible"
+                                                                        : "neither is plausible"));
+            if (fix_ & kCheckFixErrors) {
+              if (!p_ok && r_ok) {
+                // The primary entry was bad (counted above); the redundant
+                // one names valid data: take it.
+                c = rc;
+                keep = rv;
+              }
+              ++corruptions_fixed;
+            }
+          }
+        }
+        if (c.verdict == Verdict::kBad) {
+          if (fix_ & kCheckFixErrors) {
+            ++corruptions_fixed;
+            const uint64_t b = guest * kSectorSize;
+            const uint64_t end = std::min(b + layout_.cluster_bytes(), e_.start + e_.bytes());
+            f_.note(StrFormat("Repair: guest bytes %" PRIu64 "..%" PRIu64
+                              " now read as unallocated (their grain-table entry was cleared)",
+                              b, end - 1));
+          }
+        }
+        if (c.verdict == Verdict::kData) {
+          data_.set(c.begin, c.end);
+          ++allocated_grains;
+          if (layout_.compressed) {
+            ++compressed_grains;
+            ++fragmented_grains;  // as qcow2: compressed grains are fragmented by nature
+          } else if (last_data_sector_ >= 0 && c.begin != static_cast<uint64_t>(last_data_sector_)) {
+            ++fragmented_grains;
+          }
+          last_data_sector_ = static_cast<int64_t>(c.end);
+        }
+        if (fix_ & kCheckFixErrors) {
+          if (keep != v) {
+            StoreLe32(t, size_t{j} * 4, keep);
+            primary_changed = true;
+          }
+          if (redundant && LoadLe32(rt, size_t{j} * 4) != keep) {
+            StoreLe32(rt, size_t{j} * 4, keep);
+            redundant_changed = true;
+          }
+        }
+      }
+      // Primary first, then the redundant copy: see vmdk_repair.cc.
+      if (primary_changed) {
+        std::vector<uint8_t> copy(t.begin(), t.end());
+        COBLK_CO_RETURN_IF_ERROR(co_await write_table(gd[k], copy));
+      }
+      if (redundant_changed) {
+        std::vector<uint8_t> copy(rt.begin(), rt.end());
+        COBLK_CO_RETURN_IF_ERROR(co_await write_table(rgd[k], copy));
+      }
+    }
+  }
+  co_return OkStatus();
+}
+
+// ---- pass 3: the stream ---------------------------------------------------------
+
+// From the first grain to the end of the file: a sector marked as metadata
+// or as referenced grain data is skipped over; elsewhere a well-formed
+// metadata marker (grain table, grain directory, footer) and what follows
+// it is stream structure, zero sectors (end-of-stream markers) only as
+// QEMU's padding at the end, a well-formed grain marker no entry names is a
+// leaked grain, and anything else is unreferenced space.
+Task<Status> ExtentChecker::walk_stream() {
+  constexpr uint64_t kChunk = 1 << 20;
+  std::vector<uint8_t> buf;
+  uint64_t buf_at = 0;  // sector of buf[0]
+  auto load = [&](uint64_t sector) -> Task<Status> {
+    const uint64_t at = sector * kSectorSize;
+    buf.assign(std::min<uint64_t>(kChunk, file_size_ - at), 0);
+    buf_at = sector;
+    co_return co_await file_.pread(static_cast<int64_t>(at), buf.data(), static_cast<int64_t>(buf.size()));
+  };
+  const uint64_t max_size = CompressedReadBytes(layout_.cluster_bytes()) - GrainMarker::kGrainHeaderSize;
+  uint64_t zero_run = UINT64_MAX;  // start of the current run of zero sectors
+  for (uint64_t s = overhead_sectors_; s < file_sectors_;) {
+    if (meta_.test(s)) {
+      s = meta_.find(s, false);
+      zero_run = UINT64_MAX;
+      continue;
+    }
+    if (data_.test(s)) {
+      s = data_.find(s, false);
+      zero_run = UINT64_MAX;
+      continue;
+    }
+    const uint64_t at = s * kSectorSize;
+    if (buf.empty() || s < buf_at || at + 16 > buf_at * kSectorSize + buf.size()) {
+      if (file_size_ - at < 16) break;
+      COBLK_CO_RETURN_IF_ERROR(co_await load(s));
+    }
+    std::span<const uint8_t> m(buf.data() + (at - buf_at * kSectorSize), 16);
+    const uint64_t lba = LoadLe64(m, 0);
+    const uint32_t size = LoadLe32(m, 8);
+    const uint32_t type = LoadLe32(m, 12);
+    uint64_t len = 0;
+    if (size > 0) {
+      const uint64_t sectors = SectorsFor(GrainMarker::kGrainHeaderSize + size);
+      if (size <= max_size && lba < layout_.sectors && lba % grain_sectors_ == 0 &&
+          s + sectors <= file_sectors_ && !meta_.any(s, s + sectors) && !data_.any(s, s + sectors)) {
+        walked_.set(s, s + sectors);
+        zero_run = UINT64_MAX;
+        ++leaks;
+        if (fix_ & kCheckFixErrors) salvage_.push_back({lba, s, size});
+        s += sectors;
+        continue;
+      }
+    } else if (type == static_cast<uint32_t>(MarkerType::kGrainTable) && lba == gt_sectors_) {
+      len = 1 + lba;
+    } else if (type == static_cast<uint32_t>(MarkerType::kGrainDirectory) && lba == gd_sectors_) {
+      len = 1 + lba;
+    } else if (type == static_cast<uint32_t>(MarkerType::kFooter) && lba == 1) {
+      len = 2;
+    }  // an end-of-stream marker is a zero sector: see the zero run below
+    if (len && s + len <= file_sectors_) {
+      if (!meta_.any(s, s + len) && !data_.any(s, s + len)) {
+        structure_.set(s, s + len);
+        zero_run = UINT64_MAX;
+        s += len;
+        continue;
+      }
+      if (len > 1 && meta_.find(s + 1, false) >= s + len) {
+        structure_.set(s, s + 1);  // the marker of a referenced table or directory
+        ++s;
+        continue;
+      }
+    }
+    // Unreferenced space; a run of zero sectors is remembered, see below.
+    const bool zero = lba == 0 && size == 0 && type == 0;
+    if (!zero) zero_run = UINT64_MAX;
+    else if (zero_run == UINT64_MAX) zero_run = s;
+    ++s;
+  }
+  // QEMU pads the end of the streamOptimized images it writes with zeros
+  // (less than a grain, after the last grain): not counted as a leak.
+  if (zero_run != UINT64_MAX && file_sectors_ - zero_run < grain_sectors_ &&
+      !meta_.any(zero_run, file_sectors_) && !data_.any(zero_run, file_sectors_) &&
+      !walked_.any(zero_run, file_sectors_))
+    walked_.set(zero_run, file_sectors_);
+  co_return OkStatus();
+}
+
+// Leaks: after the header area, maximal runs of sectors nothing references
+// count ceil(run / grain) grains each; stream structure (superseded tables
+// and directories behind their markers) counts only where it lies after
+// everything referenced; leaked grain markers were counted one each by the
+// stream walk. The run reaching the end of the file is what -r leaks cuts.
+void ExtentChecker::count_leaks() {
+  const uint64_t end_sector = SectorsFor(image_end);
+  // Accounted sectors of word w: referenced, leaked grain markers (counted
+  // already), stream structure before the end; past the file: accounted.
+  auto accounted = [&](uint64_t w) {
+    uint64_t structure = structure_.word(w);
+    if (w * 64 + 64 > end_sector) {
+      const uint64_t keep = end_sector > w * 64 ? end_sector - w * 64 : 0;
+      structure &= keep >= 64 ? ~uint64_t{0} : (uint64_t{1} << keep) - 1;
+    }
+    uint64_t a = meta_.word(w) | data_.word(w) | walked_.word(w) | structure;
+    if (w * 64 + 64 > file_sectors_) {
+      const uint64_t inside = file_sectors_ > w * 64 ? file_sectors_ - w * 64 : 0;
+      a |= inside >= 64 ? 0 : ~((uint64_t{1} << inside) - 1);
+    }
+    return a;
+  };
+  // First sector >= from whose accounted bit is `value` (file_sectors_ if none).
+  auto find = [&](uint64_t from, bool value) {
+    for (uint64_t x = from; x < file_sectors_;) {
+      const uint64_t w = value ? accounted(x / 64) : ~accounted(x / 64);
+      const uint64_t masked = w & (~uint64_t{0} << (x % 64));
+      if (masked) return std::min(file_sectors_, x / 64 * 64 + static_cast<uint64_t>(__builtin_ctzll(masked)));
+      x = (x / 64 + 1) * 64;
+    }
+    return file_sectors_;
+  };
+  const std::string in = label_.empty() ? "" : "in '" + label_ + "' ";
+  for (uint64_t s = find(overhead_sectors_, false); s < file_sectors_;) {
+    const uint64_t e = find(s, true);
+    const uint64_t grains = (e - s + grain_sectors_ - 1) / grain_sectors_;
+    leaks += static_cast<int64_t>(grains);
+    if (e == file_sectors_ && s >= end_sector) {
+      end_leak_begin_ = s;
+      f_.note(StrFormat("Leaked %s%" PRIu64 " grains at the end of the file, offsets %" PRIu64 "..%" PRIu64
+                        " (-r leaks reclaims them)",
+                        in.c_str(), grains, s * kSectorSize, file_size_ - 1));
+    } else {
+      interior_leak_grains_ += grains;
+      f_.note(StrFormat("Leaked %s%" PRIu64 " grains inside the file, offsets %" PRIu64 "..%" PRIu64
+                        " (only a rewrite, e.g. coblk-img convert, reclaims them)",
+                        in.c_str(), grains, s * kSectorSize, std::min(e * kSectorSize, file_size_) - 1));
+    }
+    s = find(e, false);
+  }
+}
+
+// streamOptimized with GD_AT_END: the footer's copy of the header is the
+// one in use; the header at sector 0 must describe the same disk. Without
+// GD_AT_END, a footer at the end must name the header's directory.
+void ExtentChecker::check_footer() {
+  if (!footer_) return;
+  const Vmdk4Header& f = *footer_;
+  auto differs = [&](const char* what, uint64_t a, uint64_t b) {
+    f_.corruption(prefix() + StrFormat("the footer disagrees with the header: %s %" PRIu64
+                                       " in the footer, %" PRIu64 " in the header",
+                                       what, a, b));
+  };
+  if (f.capacity != header_.capacity) differs("capacity", f.capacity, header_.capacity);
+  if (f.granularity != header_.granularity) differs("granularity", f.granularity, header_.granularity);
+  if (f.num_gtes_per_gt != header_.num_gtes_per_gt)
+    differs("GTEs per GT", f.num_gtes_per_gt, header_.num_gtes_per_gt);
+  if (f.grain_offset != header_.grain_offset) differs("grain offset", f.grain_offset, header_.grain_offset);
+  if (f.compress_algorithm != header_.compress_algorithm)
+    differs("compression algorithm", f.compress_algorithm, header_.compress_algorithm);
+  if (!layout_.gd_at_end && f.gd_offset != header_.gd_offset && f.gd_offset != kGdAtEnd)
+    differs("grain directory offset", f.gd_offset, header_.gd_offset);
+}
+
+// ---- run ----------------------------------------------------------------------
+
+Task<Status> ExtentChecker::run() {
+  COBLK_CO_RETURN_IF_ERROR(co_await read_headers());
+  if (fix_) COBLK_CO_RETURN_IF_ERROR(co_await repair_begin());
+  total_grains = static_cast<int64_t>((layout_.sectors + grain_sectors_ - 1) / grain_sectors_);
+  mark_fixed_metadata();
+  const int64_t before_footer = f_.result().corruptions;
+  check_footer();
+  const bool footer_bad = f_.result().corruptions != before_footer;
+  COBLK_CO_RETURN_IF_ERROR(co_await walk_directories());
+  COBLK_CO_RETURN_IF_ERROR(co_await walk_tables());
+  if (fix_ & kCheckFixErrors) {
+    COBLK_CO_RETURN_IF_ERROR(co_await repair_directories());
+    if (footer_bad) COBLK_CO_RETURN_IF_ERROR(co_await repair_footer());
+  }
+  // The end of everything referenced (before the stream walk, which
+  // classifies structure by it).
+  const uint64_t end = std::max(meta_.end_of_set(), data_.end_of_set());
+  image_end = std::min(end * kSectorSize, file_size_);
+  if (markers_) {
+    COBLK_CO_RETURN_IF_ERROR(co_await walk_stream());
+    if ((fix_ & kCheckFixErrors) && !salvage_.empty()) COBLK_CO_RETURN_IF_ERROR(co_await salvage_stream_grains());
+  }
+  count_leaks();
+  if ((fix_ & kCheckFixLeaks) && end_leak_begin_) COBLK_CO_RETURN_IF_ERROR(co_await reclaim_end_leaks());
+  if (changed) COBLK_CO_RETURN_IF_ERROR(co_await file_.flush());
+  co_return OkStatus();
+}
+
+// ---- the disk -------------------------------------------------------------------
+
+Task<Status> CheckVmdkExtents(const std::vector<Extent*>& extents, uint32_t fix, CheckResult& r,
+                              bool* changed) {
+  CheckFindings findings(r);
+  const bool label = extents.size() > 1;
+  uint64_t files = 0, image_end = 0;
+  r.fragmented_clusters = 0;
+  r.compressed_clusters = 0;
+  for (Extent* e : extents) {
+    ExtentChecker c(*e, fix, label ? e->file()->filename() : "", findings);
+    Status st = co_await c.run();
+    if (!st) {
+      ++r.check_errors;
+      findings.note("ERROR: checking '" + e->file()->filename() + "' failed: " + st.error().message());
+    }
+    r.total_clusters += c.total_grains;
+    r.allocated_clusters += c.allocated_grains;
+    r.fragmented_clusters += c.fragmented_grains;
+    r.compressed_clusters += c.compressed_grains;
+    r.leaks += c.leaks;
+    r.leaks_fixed += c.leaks_fixed;
+    r.corruptions_fixed += c.corruptions_fixed;
+    *changed |= c.changed;
+    ++files;
+    image_end = c.image_end;
+  }
+  // One file: its end, as QEMU reports it for one-file formats.
+  if (files == 1) r.image_end_offset = static_cast<int64_t>(image_end);
+  findings.finish();
+  co_return OkStatus();
+}
+
+}  // namespace coblk::vmdk
