@@ -103,7 +103,8 @@ void BlockNode::note_write_end(int64_t end) {
 // (at most 1 GiB) then still fits in int64_t. kInside requests lie within
 // the node; kMayGrow requests (data and zero writes on nodes that grow on
 // write) may end past it; kClamped requests (block_status) may reach past
-// the end and are cut there.
+// the end and are cut there; kPadded reads (kReqPaddedPastEnd) start
+// inside the node and may end past it.
 Status BlockNode::check_request(int64_t offset, int64_t bytes, Bounds bounds) const {
   constexpr int64_t kMaxLength = std::numeric_limits<int64_t>::max() & ~((int64_t{1} << 30) - 1);
   COBLK_RETURN_IF_ERROR(check_open());
@@ -117,7 +118,8 @@ Status BlockNode::check_request(int64_t offset, int64_t bytes, Bounds bounds) co
     return MakeError(EIO, "Request out of range: offset " + std::to_string(offset) +
                               ", bytes " + std::to_string(bytes));
   }
-  if (bounds == Bounds::kInside && offset + bytes > size_) {
+  if ((bounds == Bounds::kInside && offset + bytes > size_) ||
+      (bounds == Bounds::kPadded && offset >= size_ && bytes > 0)) {
     return MakeError(EIO, "Request out of bounds: offset " + std::to_string(offset) +
                               ", bytes " + std::to_string(bytes) + ", size " +
                               std::to_string(size_));
@@ -179,8 +181,11 @@ Task<void> BlockNode::wait_serialising(TrackedRequest& self) {
 
 Task<Status> BlockNode::preadv(int64_t offset, int64_t bytes, IoVector& qiov, uint32_t flags) {
   InFlight busy(*this);
+  // A parent's padded read, forwarded by a filter: the part past the end
+  // reads as zeros (aligned_preadv), as QEMU reads it.
+  const Bounds bounds = (flags & kReqPaddedPastEnd) ? Bounds::kPadded : Bounds::kInside;
   flags &= kReqPublicFlags;
-  COBLK_CO_RETURN_IF_ERROR(check_request(offset, bytes, Bounds::kInside));
+  COBLK_CO_RETURN_IF_ERROR(check_request(offset, bytes, bounds));
   if (qiov.size() < static_cast<size_t>(bytes)) {
     co_return MakeError(EINVAL, "I/O vector smaller than the request");
   }
@@ -208,14 +213,20 @@ Task<Status> BlockNode::pread(int64_t offset, void* buf, int64_t bytes) {
 }
 
 // Reads an aligned range, split at max_transfer. The part past the aligned
-// end of the node reads as zeroes without asking the driver.
+// end of the node reads as zeroes without asking the driver; a driver read
+// that still runs past the end (the last, partial block) carries
+// kReqPaddedPastEnd, so that a filter forwarding it to its child is not
+// refused there.
 Task<Status> BlockNode::aligned_preadv(int64_t offset, int64_t bytes, IoVector& qiov,
                                        uint32_t flags) {
   const int64_t align = limits_.request_alignment;
   const int64_t max_xfer = max_transfer_bytes();
   const int64_t readable = RoundUp(std::max<int64_t>(0, size_ - offset), align);
+  auto driver_flags = [&](int64_t at, int64_t n) {
+    return at + n > size_ ? flags | kReqPaddedPastEnd : flags;
+  };
   if (bytes <= readable && bytes <= max_xfer) {
-    co_return co_await co_preadv(offset, bytes, qiov, flags);
+    co_return co_await co_preadv(offset, bytes, qiov, driver_flags(offset, bytes));
   }
   for (int64_t done = 0; done < bytes;) {
     int64_t num = std::min(bytes - done, max_xfer);
@@ -225,7 +236,8 @@ Task<Status> BlockNode::aligned_preadv(int64_t offset, int64_t bytes, IoVector& 
     }
     num = std::min(num, readable - done);
     IoVector part = qiov.slice(static_cast<size_t>(done), static_cast<size_t>(num));
-    COBLK_CO_RETURN_IF_ERROR(co_await co_preadv(offset + done, num, part, flags));
+    COBLK_CO_RETURN_IF_ERROR(
+        co_await co_preadv(offset + done, num, part, driver_flags(offset + done, num)));
     done += num;
   }
   co_return OkStatus();

@@ -220,7 +220,7 @@ class BlockNode : public std::enable_shared_from_this<BlockNode> {
   // Zeroes a partial-block range as data (read-modify-write).
   Task<Status> zero_partial_blocks_rmw(int64_t offset, int64_t bytes, uint32_t flags);
   Task<void> wait_serialising(TrackedRequest& self);
-  enum class Bounds { kInside, kMayGrow, kClamped };
+  enum class Bounds { kInside, kMayGrow, kClamped, kPadded };
   Status check_request(int64_t offset, int64_t bytes, Bounds bounds) const;
   // Writes (data and zeroes) may extend protocol nodes past their end
   // (QEMU's behaviour for a format writing new clusters at the end of its

@@ -17,10 +17,16 @@ enum ReqFlags : uint32_t {
   kReqMayUnmap = 1u << 0,     // write_zeroes may deallocate
   kReqNoFallback = 1u << 1,   // write_zeroes must not fall back to writing a buffer
   kReqFua = 1u << 2,          // force unit access
+  // Reads only, set by the generic layer on a driver's read whose alignment
+  // padding runs past the end of the node. QEMU reads past a node's end as
+  // zeros; coblk refuses it, except that a read carrying this flag and
+  // starting inside the node may run past its end, that part reading as
+  // zeros. A filter that passes its read flags on to its child (blkdebug,
+  // raw) thereby lets the child accept the padded read it forwards.
+  kReqPaddedPastEnd = 1u << 3,
 };
 // Every public flag; the generic layer drops any other bit a caller passes
-// (bits above these are reserved for the generic layer's own use and never
-// reach a driver).
+// (bits above these are reserved for the generic layer's own use).
 inline constexpr uint32_t kReqPublicFlags = kReqMayUnmap | kReqNoFallback | kReqFua;
 
 // Block status bits (QEMU's BDRV_BLOCK_*).

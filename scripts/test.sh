@@ -33,12 +33,13 @@ echo "=== asan tests ==="
 # hand-offs (coroutine, io, block, the file driver, and the VMDK concurrency
 # tests), and only their targets are built, to keep CI time down.
 echo "=== tsan build ==="
-"$root/scripts/build.sh" tsan coroutine_test io_test block_test drivers_file_test drivers_vmdk_test
+"$root/scripts/build.sh" tsan coroutine_test io_test block_test drivers_file_test \
+  drivers_vmdk_concurrency_test
 echo "=== tsan tests ==="
 export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}
 for t in coroutine_test io_test block_test drivers_file_test; do
   "$root/build-tsan/bin/$t" --gtest_brief=1
 done
-"$root/build-tsan/bin/drivers_vmdk_test" --gtest_brief=1 \
+"$root/build-tsan/bin/drivers_vmdk_concurrency_test" --gtest_brief=1 \
   --gtest_filter='ConcurrentWrite.*:WriteOrder.*:CrashSafety.TableUpdateFailsOrPowerLostAtL2Update'
 

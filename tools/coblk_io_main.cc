@@ -8,7 +8,9 @@
 // stable on return); -n selects cache=none (O_DIRECT).
 #include "block/block_driver.h"
 #include <getopt.h>
+#include <signal.h>
 
+#include <csignal>
 #include <cstdio>
 #include <iostream>
 #include <string>
@@ -45,6 +47,15 @@ void Usage(const char* name) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // qemu-io's signal dispositions (visible through `sigraise`): SIGPIPE is
+  // ignored, and SIGUSR1, SIGALRM, SIGIO and SIGBUS are blocked by its main
+  // loop. Set here, before any thread exists, so that every thread has them.
+  std::signal(SIGPIPE, SIG_IGN);
+  sigset_t blocked;
+  sigemptyset(&blocked);
+  for (int sig : {SIGUSR1, SIGALRM, SIGIO, SIGBUS}) sigaddset(&blocked, sig);
+  pthread_sigmask(SIG_BLOCK, &blocked, nullptr);
+
   if (coblk::Status s = coblk::LoadDriverPluginsFromEnvironment(); !s) {
     std::fprintf(stderr, "coblk-io: %s\n", s.error().ToString().c_str());
     return 1;
@@ -111,12 +122,13 @@ int main(int argc, char** argv) {
       if (!shell.Open(spec)) return 1;
     }
     if (commands.empty()) {
-      for (std::string line; std::getline(std::cin, line);) {
+      for (std::string line; !shell.quit_requested() && std::getline(std::cin, line);) {
         if (shell.Run(line) < 0) status = 1;
       }
     } else {
       for (const std::string& cmd : commands) {
         if (shell.Run(cmd) < 0) status = 1;
+        if (shell.quit_requested()) break;
       }
     }
     shell.Drain();

@@ -15,13 +15,20 @@ Result<int64_t> ParseIoNumber(std::string_view text) {
     // Hex is accepted without a suffix, as by qemu's strtosz.
     int64_t v = 0;
     auto [p, ec] = std::from_chars(text.data() + 2, text.data() + text.size(), v, 16);
+    if (ec == std::errc::result_out_of_range && p == text.data() + text.size()) {
+      return MakeError(ERANGE, "Parsing error: argument too large -- " + std::string(text));
+    }
     if (ec != std::errc() || p != text.data() + text.size() || text.size() == 2) {
       return MakeError(EINVAL, IoNumberError(text));
     }
     return v;
   }
   Result<uint64_t> v = ParseSize(text);
-  if (!v || *v > static_cast<uint64_t>(INT64_MAX)) return MakeError(EINVAL, IoNumberError(text));
+  // qemu's cvtnum: -ERANGE past INT64_MAX, "argument too large".
+  if ((!v && v.error().errnum() == ERANGE) || (v && *v > static_cast<uint64_t>(INT64_MAX))) {
+    return MakeError(ERANGE, "Parsing error: argument too large -- " + std::string(text));
+  }
+  if (!v) return MakeError(EINVAL, IoNumberError(text));
   return static_cast<int64_t>(*v);
 }
 

@@ -53,6 +53,7 @@ Result<Options> ImageOptions(const ImageSpec& spec) {
   } else {
     opts.set("filename", spec.filename);
   }
+  for (const auto& [key, value] : spec.options) opts.set(key, value);
   std::string format = spec.format;
   if (!spec.image_opts && !format.empty()) opts.set("driver", format);
   if (spec.image_opts) format = opts.peek("driver").value_or("");
@@ -75,7 +76,7 @@ Result<Options> ImageOptions(const ImageSpec& spec) {
       if (!probed) return std::unexpected(probed.error());
       format = *probed;
       opts.set("driver", format);
-      if (format == "raw" && !spec.read_only) {
+      if (format == "raw" && !spec.read_only && spec.probe_warning) {
         std::fprintf(stderr,
                      "WARNING: Image format was not specified for '%s' and probing guessed raw.\n"
                      "         Automatically detecting the format is dangerous for raw images, "
@@ -96,6 +97,7 @@ Result<std::unique_ptr<BlockBackend>> OpenImage(EventLoop& loop, const ImageSpec
   if (!opts) return std::unexpected(opts.error());
   OpenFlags flags;
   flags.read_only = spec.read_only;
+  flags.probe_warning = spec.probe_warning;
   return BlockBackend::Open(loop, "", std::move(*opts), flags);
 }
 

@@ -5,6 +5,8 @@
 
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "block/block_backend.h"
 #include "io/event_loop.h"
@@ -20,6 +22,11 @@ struct ImageSpec {
   std::string aio;        // native | threads; empty = driver default
   bool read_only = false;
   bool force_share = false;  // -U
+  // qemu-io's `open -o` / `reopen -o`: key=value options set on the top
+  // node, overriding what the fields above imply (e.g. cache.direct).
+  std::vector<std::pair<std::string, std::string>> options;
+  // Print the "probing guessed raw" warning (not again on a reopen).
+  bool probe_warning = true;
 };
 
 // What a cache mode means above the protocol layer: whether every write must

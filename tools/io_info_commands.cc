@@ -148,20 +148,35 @@ int IoShell::SleepCmd(Args& args) {
 int IoShell::OpenCmd(Args& args) {
   ArgParser p(args);
   ImageSpec spec = defaults_;
-  for (int c; (c = p.next("rnUf:t:i:")) != -1;) {
+  std::string options;  // -o, possibly repeated
+  for (int c; (c = p.next("rnkUf:t:i:o:")) != -1;) {
     switch (c) {
       case 'r': spec.read_only = true; break;
       case 'n': spec.cache = "none"; break;
+      case 'k': spec.aio = "native"; break;
       case 'U': spec.force_share = true; break;
       case 'f': spec.format = p.optarg(); break;
       case 't': spec.cache = p.optarg(); break;
       case 'i': spec.aio = p.optarg(); break;
+      case 'o': options += (options.empty() ? "" : ",") + std::string(p.optarg()); break;
       default: return Usage("open");
     }
   }
   std::vector<std::string> rest = p.rest();
-  if (rest.size() != 1) return Usage("open");
-  spec.filename = rest[0];
+  if (rest.size() > 1 || (rest.empty() && options.empty())) return Usage("open");
+  if (rest.empty()) {
+    // Everything in the option string, as with --image-opts.
+    spec.image_opts = true;
+    spec.filename = options;
+  } else {
+    Result<Options> o = Options::Parse(options);
+    if (!o) {
+      std::fprintf(stderr, "coblk-io: %s\n", o.error().message().c_str());
+      return -EINVAL;
+    }
+    for (const auto& [k, v] : o->values()) spec.options.emplace_back(k, v);
+    spec.filename = rest[0];
+  }
   return Open(spec) ? 0 : -EINVAL;
 }
 

@@ -33,33 +33,47 @@ std::vector<std::string> ArgParser::rest() const {
 // ---- IoShell ----
 
 const std::vector<IoShell::Command>& IoShell::Commands() {
+  // qemu-io 7.2's names, argument counts and texts (its listing is sorted).
   static const std::vector<Command> kCommands = {
-      {"aio_flush", nullptr, 0, 0, true, "", "completes all outstanding aio requests",
+      {"abort", nullptr, 0, 0, false, nullptr, "simulate a program crash using abort(3)",
+       &IoShell::AbortCmd},
+      {"aio_flush", nullptr, 0, 0, true, nullptr, "completes all outstanding aio requests",
        &IoShell::AioFlushCmd},
-      {"aio_read", nullptr, 1, -1, true, "[-Cqv] [-P pattern] off len [len..]",
+      {"aio_read", nullptr, 2, -1, true, "[-Ciqv] [-P pattern] off len [len..]",
        "asynchronously reads a number of bytes", &IoShell::AioReadCmd},
-      {"aio_write", nullptr, 1, -1, true, "[-Cfquz] [-P pattern] off len [len..]",
+      {"aio_write", nullptr, 2, -1, true, "[-Cfiquz] [-P pattern] off len [len..]",
        "asynchronously writes a number of bytes", &IoShell::AioWriteCmd},
       {"alloc", nullptr, 1, 2, true, "offset [count]",
        "checks if offset is allocated in the file", &IoShell::AllocCmd},
-      {"close", "c", 0, 0, true, "", "close the current open file", &IoShell::CloseCmd},
+      {"close", "c", 0, 0, true, nullptr, "close the current open file", &IoShell::CloseCmd},
       {"discard", "d", 2, -1, true, "[-Cq] off len",
        "discards a number of bytes at a specified offset", &IoShell::DiscardCmd},
-      {"flush", "f", 0, 0, true, "", "flush all in-core file state to disk", &IoShell::FlushCmd},
+      {"flush", "f", 0, 0, true, nullptr, "flush all in-core file state to disk",
+       &IoShell::FlushCmd},
       {"help", "?", 0, 1, false, "[command]", "help for one or all commands", &IoShell::HelpCmd},
-      {"info", "i", 0, 0, true, "", "prints information about the current file",
+      {"info", "i", 0, 0, true, nullptr, "prints information about the current file",
        &IoShell::InfoCmd},
-      {"length", "l", 0, 0, true, "", "gets the length of the current file",
+      {"length", "l", 0, 0, true, nullptr, "gets the length of the current file",
        &IoShell::LengthCmd},
       {"map", nullptr, 0, 0, true, "", "prints the allocated areas of a file", &IoShell::MapCmd},
-      {"open", "o", 1, -1, false, "[-rnU] [-f fmt] [-t cache] [-i aio] path",
+      {"open", "o", 1, -1, false, "[-rnkU] [-f fmt] [-t cache] [-i aio] [-o options] [path]",
        "open the file specified by path", &IoShell::OpenCmd},
-      {"read", "r", 2, -1, true, "[-Cqv] [-P pattern [-s off] [-l len]] off len",
+      {"quit", "q", 0, -1, false, nullptr, "exit the program", &IoShell::QuitCmd},
+      {"read", "r", 2, -1, true, "[-abCqv] [-P pattern [-s off] [-l len]] off len",
        "reads a number of bytes at a specified offset", &IoShell::ReadCmd},
-      {"sleep", nullptr, 1, 1, false, "milliseconds",
-       "waits for the given value in milliseconds", &IoShell::SleepCmd},
-      {"write", "w", 2, -1, true, "[-cCfnquz] [-P pattern] off len",
+      {"readv", nullptr, 2, -1, true, "[-Cqv] [-P pattern] off len [len..]",
+       "reads a number of bytes at a specified offset", &IoShell::ReadvCmd},
+      {"reopen", nullptr, 0, -1, true, "[(-r|-w)] [-c cache] [-o options]",
+       "reopens an image with new options", &IoShell::ReopenCmd},
+      {"sigraise", nullptr, 1, 1, false, "signal", "raises a signal", &IoShell::SigraiseCmd},
+      {"sleep", nullptr, 1, 1, false, nullptr, "waits for the given value in milliseconds",
+       &IoShell::SleepCmd},
+      {"truncate", "t", 1, 3, true, "[-m prealloc_mode] off",
+       "truncates the current file at the given offset", &IoShell::TruncateCmd},
+      {"write", "w", 2, -1, true, "[-bcCfnquz] [-P pattern | -s source_file] off len",
        "writes a number of bytes at a specified offset", &IoShell::WriteCmd},
+      {"writev", nullptr, 2, -1, true, "[-Cfq] [-P pattern] off len [len..]",
+       "writes a number of bytes at a specified offset", &IoShell::WritevCmd},
   };
   return kCommands;
 }
@@ -81,6 +95,14 @@ bool IoShell::Open(const ImageSpec& spec) {
     std::fprintf(stderr, "coblk-io: file open already, try 'help close'\n");
     return false;
   }
+  auto open_error = [&spec](const std::string& message) {
+    std::fprintf(stderr, "coblk-io: can't open%s%s: %s\n", spec.image_opts ? "" : " device ",
+                 spec.image_opts ? "" : spec.filename.c_str(), message.c_str());
+  };
+  if (spec.force_share && !spec.read_only) {
+    open_error("force-share=on can only be used with read-only images");
+    return false;
+  }
   CacheMode mode;
   if (!spec.cache.empty()) {
     Result<CacheMode> m = ParseCacheMode(spec.cache);
@@ -92,11 +114,11 @@ bool IoShell::Open(const ImageSpec& spec) {
   }
   Result<std::unique_ptr<BlockBackend>> blk = OpenImage(loop_, spec);
   if (!blk) {
-    std::fprintf(stderr, "coblk-io: can't open%s%s: %s\n", spec.image_opts ? "" : " device ",
-                 spec.image_opts ? "" : spec.filename.c_str(), blk.error().ToString().c_str());
+    open_error(blk.error().ToString());
     return false;
   }
   blk_ = std::move(*blk);
+  spec_ = spec;
   writethrough_ = mode.writethrough;
   read_only_ = spec.read_only;
   return true;
@@ -115,8 +137,14 @@ void IoShell::Close() {
   blk_.reset();
 }
 
+void IoShell::PrintOneLine(const char* name, const Command& c) {
+  std::printf("%s ", name);
+  if (c.args) std::printf("%s ", c.args);
+  std::printf("-- %s\n", c.oneline);
+}
+
 int IoShell::Usage(const Command& c) {
-  std::printf("%s %s -- %s\n", c.name, c.args, c.oneline);
+  PrintOneLine(c.name, c);
   return -EINVAL;
 }
 
@@ -161,6 +189,12 @@ int IoShell::Run(const std::string& line) {
     }
     return -EINVAL;
   }
+  // qemu-io takes the write (or resize) permission for these before running
+  // them, so a read-only image refuses them before their arguments are read.
+  static const char* const kWriters[] = {"aio_write", "discard", "truncate", "write", "writev"};
+  for (const char* w : kWriters) {
+    if (!std::strcmp(c->name, w) && !CheckWritable()) return -EPERM;
+  }
   int ret = (this->*(c->fn))(args);
   std::fflush(stdout);
   return ret;
@@ -173,12 +207,12 @@ int IoShell::HelpCmd(Args& args) {
       std::printf("command %s not found\n", args[1].c_str());
       return -EINVAL;
     }
-    Usage(*c);
+    // As qemu-io: the name as typed, then the extended text if any.
+    PrintOneLine(args[1].c_str(), *c);
+    if (const char* text = IoExtendedHelp(c->name)) std::fputs(text, stdout);
     return 0;
   }
-  for (const Command& c : Commands()) {
-    std::printf("%s %s -- %s\n", c.name, c.args, c.oneline);
-  }
+  for (const Command& c : Commands()) PrintOneLine(c.name, c);
   std::printf("\nUse 'help commandname' for extended help.\n");
   return 0;
 }

@@ -34,6 +34,8 @@ class IoShell {
   void Drain();
 
   bool has_image() const { return blk_ != nullptr; }
+  // After `quit`: the caller runs no further commands.
+  bool quit_requested() const { return quit_; }
 
  private:
   struct Command {
@@ -42,7 +44,7 @@ class IoShell {
     int argmin;
     int argmax;  // -1 = unlimited
     bool needs_file;
-    const char* args;
+    const char* args;  // nullptr: none (qemu-io prints "" and nullptr differently)
     const char* oneline;
     int (IoShell::*fn)(Args& args);
   };
@@ -66,8 +68,18 @@ class IoShell {
   int OpenCmd(Args& args);
   int CloseCmd(Args& args);
   int HelpCmd(Args& args);
+  // io_extra_commands.cc
+  int ReadvCmd(Args& args);
+  int WritevCmd(Args& args);
+  int TruncateCmd(Args& args);
+  int ReopenCmd(Args& args);
+  int AbortCmd(Args& args);
+  int SigraiseCmd(Args& args);
+  int QuitCmd(Args& args);
 
   void Close();
+  // The "name args -- oneline" line of help and of usage errors.
+  static void PrintOneLine(const char* name, const Command& c);
   int Usage(const Command& c);
   int Usage(const char* name);
   // Write flags every write carries (FUA in write-through cache modes).
@@ -81,10 +93,16 @@ class IoShell {
   EventLoop& loop_;
   ImageSpec defaults_;
   std::unique_ptr<BlockBackend> blk_;
+  ImageSpec spec_;  // what blk_ was opened from (reopen starts from it)
+  bool quit_ = false;
   bool writethrough_ = false;
   bool read_only_ = false;
   int aio_pending_ = 0;
 };
+
+// qemu-io's extended help for `help name` (the text after the one-line
+// summary), or nullptr for commands qemu-io has none for. io_help.cc.
+const char* IoExtendedHelp(const std::string& name);
 
 // getopt() over a command's arguments; resets getopt's state first. argv[0]
 // is the command name, so getopt's own messages read "read: invalid option".

@@ -80,7 +80,9 @@ class RawNode final : public BlockNode {
     if (has_size_) co_return MakeError(ENOTSUP, "Cannot resize fixed-size raw disks");
     if (size > INT64_MAX - offset_) co_return MakeError(EINVAL, "Disk size too large for the chosen offset");
     COBLK_CO_RETURN_IF_ERROR(co_await file()->truncate(size + offset_, exact, prealloc));
-    set_size(size);
+    // The file's length as it now reports it (QEMU's refresh after a
+    // truncate): a file counts in whole sectors, so 1000 bytes read as 1024.
+    set_size(file()->size() - offset_);
     co_return OkStatus();
   }
 

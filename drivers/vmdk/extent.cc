@@ -144,32 +144,45 @@ Task<Result<std::unique_ptr<Extent>>> Extent::OpenSeSparse(BlockNode* file, bool
   co_return e;
 }
 
-// Reads `count` directory entries of `entry_size` bytes at file offset `at`
-// into out[0..count), through a bounded buffer: memory is the decoded
-// entries only, never a second copy of a directory of up to 256 MiB.
+// Reads `count` directory entries of sizeof(T) bytes at file offset `at`
+// into out, through one bounded, aligned buffer (O_DIRECT needs no bounce
+// copy): memory is the stored pages only, never a copy of a directory of up
+// to 256 MiB, and an all-zero stretch costs its read and one scan.
+template <typename T>
 static Task<Status> ReadDirectory(BlockNode& file, uint64_t at, uint32_t count,
-                                  uint32_t entry_size, std::vector<uint64_t>& out) {
-  constexpr uint64_t kChunk = 1 << 20;
-  out.resize(count);
-  std::vector<uint8_t> raw(std::min<uint64_t>(kChunk, uint64_t{count} * entry_size));
-  const uint64_t per_chunk = raw.size() / entry_size;
-  for (uint64_t first = 0; first < count; first += per_chunk) {
-    const uint64_t n = std::min<uint64_t>(per_chunk, count - first);
-    COBLK_CO_RETURN_IF_ERROR(co_await file.pread(static_cast<int64_t>(at + first * entry_size),
-                                                 raw.data(), static_cast<int64_t>(n * entry_size)));
-    for (uint64_t i = 0; i < n; ++i) out[first + i] = LoadLe(raw, i * entry_size, entry_size);
+                                  SparseDirectory<T>& out) {
+  constexpr uint64_t kChunk = 1 << 20;  // a multiple of the page size of out
+  out = SparseDirectory<T>(count);
+  const uint64_t total = uint64_t{count} * sizeof(T);
+  AlignedBuffer raw(std::min(kChunk, total));
+  for (uint64_t done = 0; done < total;) {
+    const uint64_t n = std::min<uint64_t>(raw.size(), total - done);
+    COBLK_CO_RETURN_IF_ERROR(co_await file.pread(static_cast<int64_t>(at + done), raw.data(),
+                                                 static_cast<int64_t>(n)));
+    out.load_le(static_cast<uint32_t>(done / sizeof(T)), raw.span().first(n));
+    done += n;
   }
   co_return OkStatus();
 }
 
 // Reads the grain directory (and the redundant one) into memory. Their size
 // was bounded against the file size by the layout checks, so a hostile
-// header cannot make this allocate more than the file holds.
+// header cannot make this allocate more than the file holds; entries that
+// are 0 take no memory (SparseDirectory).
 Task<Status> Extent::load_directories(uint64_t cache_bytes) {
   const uint64_t bytes = layout_.l1_table_bytes();
   if (bytes) {
-    Status st = co_await ReadDirectory(*file_, layout_.l1_table_offset, layout_.l1_size,
-                                       layout_.entry_size, directory_);
+    Status st;
+    if (layout_.entry_size == 8) {
+      st = co_await ReadDirectory(*file_, layout_.l1_table_offset, layout_.l1_size, se_directory_);
+      // "Has a table" marks, decoded lazily by table_offset like QEMU does.
+      directory_ = SparseDirectory<uint32_t>(layout_.l1_size);
+      for (uint32_t i = se_directory_.next_nonzero(0); i < layout_.l1_size;
+           i = se_directory_.next_nonzero(i + 1))
+        directory_.set(i, 1);
+    } else {
+      st = co_await ReadDirectory(*file_, layout_.l1_table_offset, layout_.l1_size, directory_);
+    }
     if (!st)
       co_return MakeError(st.error().errnum(), "Could not read l1 table from extent '" +
                                                    file_->filename() + "'");
@@ -179,16 +192,17 @@ Task<Status> Extent::load_directories(uint64_t cache_bytes) {
   if (layout_.l1_backup_offset && bytes) {
     // QEMU never compares the two directories; VirtualBox does. A mismatch
     // is reported (get_info, check) but the primary stays authoritative.
-    Status st = co_await ReadDirectory(*file_, layout_.l1_backup_offset, layout_.l1_size, 4,
+    Status st = co_await ReadDirectory(*file_, layout_.l1_backup_offset, layout_.l1_size,
                                        backup_directory_);
     if (!st)
       co_return MakeError(st.error().errnum(), "Could not read l1 backup table from extent '" +
                                                    file_->filename() + "'");
+    // Both zero or both non-zero is consistent: the tables live apart. Only
+    // indices where either one is non-zero can differ.
     for (uint32_t i = 0; i < layout_.l1_size; ++i) {
-      uint32_t primary = static_cast<uint32_t>(directory_[i]);
-      uint32_t redundant = static_cast<uint32_t>(backup_directory_[i]);
-      // Both zero or both non-zero is consistent: the tables live apart.
-      if ((primary == 0) != (redundant == 0)) {
+      i = std::min(directory_.next_nonzero(i), backup_directory_.next_nonzero(i));
+      if (i >= layout_.l1_size) break;
+      if ((directory_[i] == 0) != (backup_directory_[i] == 0)) {
         rgd_mismatch_ = StrFormat("grain directory entry %" PRIu32
                                   " differs from the redundant grain directory",
                                   i);
@@ -205,12 +219,12 @@ Task<Status> Extent::load_directories(uint64_t cache_bytes) {
 }
 
 Result<uint64_t> Extent::table_offset(uint32_t l1) const {
-  const uint64_t entry = directory_[l1];
   if (layout_.format == ExtentFormat::kSeSparse) {
-    auto gd = DecodeSeSparseGdEntry(layout_, entry);
+    auto gd = DecodeSeSparseGdEntry(layout_, se_directory_[l1]);
     if (!gd) return std::unexpected(gd.error());
     return gd->allocated ? gd->gt_offset : 0;
   }
+  const uint64_t entry = directory_[l1];
   if (entry == 0) return uint64_t{0};
   const uint64_t offset = entry * kSectorSize;  // entry < 2^32: no overflow
   const uint64_t file_size = static_cast<uint64_t>(file_->size());
@@ -265,12 +279,14 @@ bool Extent::try_lookup(uint64_t offset, GrainMapping* out, Status* error) {
       static_cast<uint32_t>((sector / layout_.cluster_sectors) % layout_.l2_size);
   const uint32_t index = static_cast<uint32_t>(l1);
   if (!uncommitted_.empty() && uncommitted_lookup(offset, out)) return true;
-  if (directory_[index] == 0) {
+  // A cached table implies a non-zero directory entry (tables are loaded
+  // or installed only for those), so the hit path skips the directory.
+  const uint8_t* table = cache_->lookup(index);
+  if (!table) {
+    if (directory_[index] != 0) return false;
     *out = GrainMapping{};
     return true;
   }
-  const uint8_t* table = cache_->lookup(index);
-  if (!table) return false;
   auto m = decode_entry(table, l2);
   if (!m)
     *error = std::unexpected(m.error());
@@ -311,11 +327,15 @@ Task<Result<Extent::Run>> Extent::lookup_run(uint64_t offset, uint64_t max_bytes
   }
   const uint64_t grain = grain_bytes();
   const uint64_t span = table_span_bytes();
-  // Where the run may extend by a whole unallocated table.
+  // Where the run may extend by every unallocated table up to the next one
+  // that has a grain (one step, however many empty entries lie between).
   auto table_gap = [&](uint64_t at) -> uint64_t {
     const uint64_t l1 = at / span;
     if (l1 >= layout_.l1_size || !table_unallocated(static_cast<uint32_t>(l1))) return 0;
-    return (l1 + 1) * span - at;
+    uint64_t end = 0;
+    if (!CheckedMul(next_table(static_cast<uint32_t>(l1)), span, &end) || end > bytes())
+      end = bytes();
+    return end - at;
   };
   if (uint64_t gap = table_gap(offset)) {
     run.bytes = std::min(gap, limit);

@@ -2,6 +2,7 @@
 // (VMDK4 / VMDK3 / seSparse) or a ZERO range — and the grain lookup for it.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -14,6 +15,7 @@
 #include "coroutine/co_mutex.h"
 #include "coroutine/task.h"
 #include "drivers/vmdk/descriptor.h"
+#include "drivers/vmdk/grain_directory.h"
 #include "drivers/vmdk/grain_table_cache.h"
 #include "drivers/vmdk/layout.h"
 #include "io/io_vector.h"
@@ -81,6 +83,13 @@ class Extent {
   // no allocation into it is waiting to be committed.
   bool table_unallocated(uint32_t l1) const {
     return l1 < directory_.size() && directory_[l1] == 0 && uncommitted_.empty();
+  }
+  // The first directory index >= l1 whose table may hold a grain (see
+  // table_unallocated), or table_count() if there is none. Runs of empty
+  // entries are skipped a directory page at a time.
+  uint32_t next_table(uint32_t l1) const {
+    if (!uncommitted_.empty()) return std::min(l1, table_count());
+    return directory_.next_nonzero(l1);
   }
 
   // Reads bytes at `offset` (relative to the extent) that lie inside one
@@ -202,7 +211,11 @@ class Extent {
   uint64_t flat_offset_ = 0;  // bytes, flat extents
   SparseLayout layout_;
   std::string type_name_;
-  std::vector<uint64_t> directory_;  // decoded grain directory entries
+  // Decoded grain directory: VMDK3/VMDK4 entries as on disk (sector of the
+  // table, 0 = none); for seSparse 1 where the raw entry (se_directory_)
+  // is non-zero, so that "has a table" reads the same for every format.
+  SparseDirectory<uint32_t> directory_;
+  SparseDirectory<uint64_t> se_directory_;  // seSparse raw entries
   std::unique_ptr<GrainTableCache> cache_;
   std::string rgd_mismatch_;
   // As read at open (VMDK4 only; empty otherwise): on the heap, so that
@@ -226,7 +239,7 @@ class Extent {
   uint64_t stream_clean_gen_ = 0;      // stream_gen_ the last durable tail holds
   CoMutex stream_tail_lock_;           // one tail (and header update) at a time
   uint64_t append_sector_ = 0;       // next free sector in the file
-  std::vector<uint64_t> backup_directory_;  // redundant GD entries (sectors)
+  SparseDirectory<uint32_t> backup_directory_;  // redundant GD entries (sectors)
   struct Range {
     uint64_t begin, end;             // bytes
   };

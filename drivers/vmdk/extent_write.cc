@@ -36,8 +36,9 @@ namespace coblk::vmdk {
 
 namespace {
 
-// A directory entry whose table lives only in memory (stream layout).
-constexpr uint64_t kInMemoryTable = UINT64_MAX;
+// A directory entry whose table lives only in memory (stream layout, where
+// every non-zero entry is such a table and is never read from the file).
+constexpr uint32_t kInMemoryTable = UINT32_MAX;
 
 uint64_t SectorsFor(uint64_t bytes) { return (bytes + kSectorSize - 1) / kSectorSize; }
 
@@ -81,10 +82,11 @@ Task<Status> Extent::enable_writes(bool extent_writable) {
   if (gd_bytes) metadata_.push_back({layout_.l1_table_offset, layout_.l1_table_offset + gd_bytes});
   if (layout_.l1_backup_offset)
     metadata_.push_back({layout_.l1_backup_offset, layout_.l1_backup_offset + gd_bytes});
-  auto add_tables = [&](const std::vector<uint64_t>& dir) {
-    for (uint64_t entry : dir)
-      if (entry != 0 && entry < (uint64_t{1} << 32))
-        metadata_.push_back({entry * kSectorSize, entry * kSectorSize + gt_bytes});
+  auto add_tables = [&](const SparseDirectory<uint32_t>& dir) {
+    for (uint32_t i = dir.next_nonzero(0); i < dir.size(); i = dir.next_nonzero(i + 1)) {
+      const uint64_t entry = dir[i];
+      metadata_.push_back({entry * kSectorSize, entry * kSectorSize + gt_bytes});
+    }
   };
   add_tables(directory_);
   add_tables(backup_directory_);
@@ -127,7 +129,7 @@ Task<Status> Extent::enable_writes(bool extent_writable) {
         const uint32_t v = LoadLe32(table, size_t{k} * 4);
         if (v >= gd_sector && !(layout_.has_zero_grain && v == kGteZeroed)) all_before = false;
       }
-      directory_[i] = kInMemoryTable;
+      directory_.set(i, kInMemoryTable);
     }
     stream_header_at_end_ = layout_.gd_at_end;
     stream_gd_sector_ = gd_sector;
@@ -263,7 +265,7 @@ Task<Status> Extent::update_entry(uint64_t offset, uint32_t value) {
     uint8_t* table = cache_->lookup(l1);
     if (!table) table = cache_->install(l1);
     if (!table) co_return MakeError(EIO, "No room for an in-memory grain table");
-    directory_[l1] = kInMemoryTable;
+    directory_.set(l1, kInMemoryTable);
     StoreLe32(std::span<uint8_t>(table, layout_.l2_table_bytes()), size_t{l2} * 4, value);
     ++stream_gen_;
     co_return OkStatus();

@@ -6,10 +6,49 @@ namespace coblk::vmdk {
 
 GrainTableCache::GrainTableCache(uint32_t directory_entries, uint32_t table_bytes,
                                  uint32_t capacity)
-    : slot_of_(directory_entries, -1),
-      // Never more slots than tables: a small image needs no big cache.
+    : // Never more slots than tables: a small image needs no big cache.
       slots_(std::max<uint32_t>(1, std::min(capacity, std::max<uint32_t>(1, directory_entries)))),
       table_bytes_(table_bytes) {}
+
+void GrainTableCache::SlotIndex::insert(uint32_t key, int32_t slot) {
+  if (2 * (uint64_t{count_} + 1) > table_.size()) grow();
+  const size_t mask = table_.size() - 1;
+  size_t i = home(key);
+  while (table_[i].key != kEmpty) i = (i + 1) & mask;
+  table_[i] = {key, slot};
+  ++count_;
+}
+
+void GrainTableCache::SlotIndex::erase(uint32_t key) {
+  const size_t mask = table_.size() - 1;
+  size_t i = home(key);
+  for (;; i = (i + 1) & mask) {
+    if (table_[i].key == key) break;
+    if (table_[i].key == kEmpty) return;
+  }
+  // Backward shift: move later members of the probe run into the hole
+  // unless their home lies cyclically in (hole, j], where they must stay.
+  for (size_t j = i;;) {
+    j = (j + 1) & mask;
+    if (table_[j].key == kEmpty) break;
+    const size_t h = home(table_[j].key);
+    const bool stays = i <= j ? (i < h && h <= j) : (i < h || h <= j);
+    if (stays) continue;
+    table_[i] = table_[j];
+    i = j;
+  }
+  table_[i] = Bucket{};
+  --count_;
+}
+
+void GrainTableCache::SlotIndex::grow() {
+  std::vector<Bucket> old = std::move(table_);
+  table_.assign(old.size() * 2, Bucket{});
+  --shift_;
+  count_ = 0;
+  for (const Bucket& b : old)
+    if (b.key != kEmpty) insert(b.key, b.slot);
+}
 
 int32_t GrainTableCache::pick_victim() {
   const uint32_t n = capacity();
@@ -40,7 +79,7 @@ void GrainTableCache::release_slot() { slot_waiters_.notify_all(); }
 Task<Result<uint8_t*>> GrainTableCache::get(uint32_t index, BlockNode& file,
                                             uint64_t file_offset) {
   for (;;) {
-    int32_t s = slot_of_[index];
+    int32_t s = slot_of_.find(index);
     if (s >= 0) {
       Slot& slot = slots_[static_cast<size_t>(s)];
       if (!slot.loading) {
@@ -64,19 +103,19 @@ Task<Result<uint8_t*>> GrainTableCache::get(uint32_t index, BlockNode& file,
     ++misses_;
     ++loads_;
     Slot& slot = slots_[static_cast<size_t>(victim)];
-    if (slot.index >= 0) slot_of_[static_cast<size_t>(slot.index)] = -1;
+    if (slot.index >= 0) slot_of_.erase(static_cast<uint32_t>(slot.index));
     if (!slot.data) slot.data = std::make_unique<uint8_t[]>(table_bytes_);
     slot.index = index;
     slot.loading = true;
     slot.referenced = true;
-    slot_of_[index] = victim;
+    slot_of_.insert(index, victim);
 
     Status st = co_await file.pread(static_cast<int64_t>(file_offset), slot.data.get(),
                                     table_bytes_);
     slot.loading = false;
     slot.load_waiters.notify_all();
     if (!st) {
-      slot_of_[index] = -1;
+      slot_of_.erase(index);
       slot.index = -1;
       release_slot();
       co_return std::unexpected(st.error());
@@ -88,21 +127,21 @@ Task<Result<uint8_t*>> GrainTableCache::get(uint32_t index, BlockNode& file,
 
 uint8_t* GrainTableCache::install(uint32_t index) {
   if (uint8_t* t = lookup(index)) return t;
-  if (slot_of_[index] >= 0) return nullptr;  // being loaded
+  if (slot_of_.find(index) >= 0) return nullptr;  // being loaded
   int32_t victim = pick_victim();
   if (victim < 0) return nullptr;
   Slot& slot = slots_[static_cast<size_t>(victim)];
-  if (slot.index >= 0) slot_of_[static_cast<size_t>(slot.index)] = -1;
+  if (slot.index >= 0) slot_of_.erase(static_cast<uint32_t>(slot.index));
   if (!slot.data) slot.data = std::make_unique<uint8_t[]>(table_bytes_);
   std::fill_n(slot.data.get(), table_bytes_, 0);
   slot.index = index;
   slot.referenced = true;
-  slot_of_[index] = victim;
+  slot_of_.insert(index, victim);
   return slot.data.get();
 }
 
 GrainTableCache::Pin::Pin(GrainTableCache* c, uint32_t index) : cache_(c) {
-  slot_ = c->slot_of_[index];
+  slot_ = c->slot_of_.find(index);
   if (slot_ >= 0)
     ++c->slots_[static_cast<size_t>(slot_)].pins;
   else

@@ -1,7 +1,10 @@
 // GrainTableCache: the per-extent cache of grain tables (VMDK's L2 tables).
 //
-// * Lookup is O(1): a vector indexed by grain-directory index gives the slot,
-//   so a hit is two array loads (QEMU scans 16 slots under a global lock).
+// * Lookup is O(1): a hash index (open addressing, linear probing) maps a
+//   grain-directory index to its slot, so a hit is a multiply, one or two
+//   probes and a slot load (QEMU scans 16 slots under a global lock). The
+//   index holds only the cached tables: its memory follows the cache, not
+//   the directory (a 2^24-entry directory used to cost 64 MiB here).
 // * A miss loads the table once. Requests that want a table while it is
 //   being loaded wait for that load instead of issuing their own.
 // * Replacement is CLOCK (second chance): a hit sets the slot's referenced
@@ -32,14 +35,15 @@ namespace coblk::vmdk {
 
 class GrainTableCache {
  public:
-  // directory_entries: number of grain tables the extent can have;
+  // directory_entries: number of grain tables the extent can have (only
+  // bounds the slot count: the index is sized by what is cached);
   // table_bytes: size of one table; capacity: tables kept in memory (>= 1).
   GrainTableCache(uint32_t directory_entries, uint32_t table_bytes, uint32_t capacity);
 
   // A hit: the table's bytes, or nullptr if not cached (or still loading).
   // Valid until the caller next suspends (or while pinned).
   uint8_t* lookup(uint32_t index) {
-    int32_t s = slot_of_[index];
+    int32_t s = slot_of_.find(index);
     if (s < 0) return nullptr;
     Slot& slot = slots_[static_cast<size_t>(s)];
     if (slot.loading) return nullptr;
@@ -70,6 +74,8 @@ class GrainTableCache {
   };
 
   uint32_t capacity() const { return static_cast<uint32_t>(slots_.size()); }
+  // Tables in the cache (loaded, loading or installed).
+  uint32_t cached() const { return slot_of_.size(); }
   uint32_t table_bytes() const { return table_bytes_; }
   uint64_t hits() const { return hits_; }
   uint64_t misses() const { return misses_; }
@@ -90,7 +96,49 @@ class GrainTableCache {
   // A slot stopped loading or lost its last pin: may be reusable now.
   void release_slot();
 
-  std::vector<int32_t> slot_of_;  // directory index -> slot, -1 if absent
+  // Directory index -> slot, for the slots that hold a table. Open
+  // addressing with linear probing and backward-shift deletion (no
+  // tombstones), at most half full: it grows by doubling as tables are
+  // cached, so its size follows the cache's occupancy.
+  class SlotIndex {
+   public:
+    SlotIndex() : table_(kMinBuckets), shift_(64 - kMinBits) {}
+    // The slot of `key`, or -1.
+    int32_t find(uint32_t key) const {
+      const size_t mask = table_.size() - 1;
+      for (size_t i = home(key);; i = (i + 1) & mask) {
+        const Bucket& b = table_[i];
+        if (b.key == key) return b.slot;
+        if (b.key == kEmpty) return -1;
+      }
+    }
+    // Maps `key` (not present) to `slot`.
+    void insert(uint32_t key, int32_t slot);
+    // Unmaps `key` if present.
+    void erase(uint32_t key);
+    uint32_t size() const { return count_; }
+
+   private:
+    // Directory indices are < 2^32 - 1 (l1_size is a uint32_t count).
+    static constexpr uint32_t kEmpty = UINT32_MAX;
+    static constexpr unsigned kMinBits = 4;
+    static constexpr size_t kMinBuckets = size_t{1} << kMinBits;
+    struct Bucket {
+      uint32_t key = kEmpty;
+      int32_t slot = -1;
+    };
+    // Fibonacci hashing: neighbouring directory indices spread out.
+    size_t home(uint32_t key) const {
+      return static_cast<size_t>((uint64_t{key} * 0x9E3779B97F4A7C15ULL) >> shift_);
+    }
+    void grow();
+
+    std::vector<Bucket> table_;
+    unsigned shift_;  // 64 - log2(table_.size())
+    uint32_t count_ = 0;
+  };
+
+  SlotIndex slot_of_;             // directory index -> slot, for cached tables
   std::vector<Slot> slots_;
   uint32_t table_bytes_;
   uint32_t hand_ = 0;

@@ -219,6 +219,8 @@ Task<Result<CheckResult>> VmdkNode::co_check(uint32_t fix) {
   for (const auto& e : extents_) {
     if (e->kind() != ExtentKind::kSparse || e->layout().format == ExtentFormat::kVmdk4) continue;
     COBLK_CO_RETURN_IF_ERROR(co_await check_lookup_walk(*e, r));
+    // That walk does not compute these (nor does QEMU's): no figures line.
+    r.fragmented_clusters = r.compressed_clusters = -1;
   }
   if (changed)
     for (size_t i : vmdk4_index) COBLK_CO_RETURN_IF_ERROR(co_await reopen_extent(i));
@@ -248,7 +250,11 @@ Task<Status> VmdkNode::check_lookup_walk(Extent& e, CheckResult& r) {
   for (uint64_t off = 0; off < e.bytes(); off += grain) {
     const uint64_t l1 = off / span;
     if (l1 < e.table_count() && e.table_unallocated(static_cast<uint32_t>(l1))) {
-      off = std::min(e.bytes(), (l1 + 1) * span) - grain;  // whole table: unallocated
+      // Every table up to the next one with a grain: unallocated.
+      uint64_t end = 0;
+      if (!CheckedMul(e.next_table(static_cast<uint32_t>(l1)), span, &end) || end > e.bytes())
+        end = e.bytes();
+      off = end - grain;
       continue;
     }
     auto m = co_await e.lookup(off);

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
 
 #include "tests/drivers/driver_test_util.h"
@@ -10,6 +11,7 @@ namespace {
 using testing_util::DriverTest;
 using testing_util::Pattern;
 using testing_util::ReadHostFile;
+using testing_util::WriteHostFile;
 
 constexpr int64_t kMiB = 1 << 20;
 
@@ -211,6 +213,74 @@ TEST_F(BlkdebugTest, AlignmentForcesReadModifyWrite) {
                     "file.filename=" + file_.path()));
   EXPECT_FALSE(Open("driver=blkdebug,align=4096,max-transfer=6000,file.driver=file,"
                     "file.locking=off,file.filename=" + file_.path()));
+}
+
+// A node whose request alignment is larger than its (sector-rounded) end
+// reads its last block padded past the end. QEMU reads that padding as
+// zeros; blkdebug passes the padded read on to its file, which must not
+// refuse it ("Request out of bounds"). A vmdk descriptor file of a few
+// hundred bytes under blkdebug on a 4 KiB-sector disk (cache=none) hit it.
+TEST_F(BlkdebugTest, PaddedReadPastTheEndOfASmallFile) {
+  TempFile small;
+  const std::vector<uint8_t> data = Pattern(1000, 5);
+  ASSERT_TRUE(WriteHostFile(small.path(), 0, data));
+  const std::string file = "file.driver=file,file.cache.direct=on,file.filename=" + small.path();
+
+  auto debug = MustOpen("driver=blkdebug,align=4096," + file, true);
+  ASSERT_TRUE(debug);
+  EXPECT_EQ(debug->size(), 1024);  // a whole number of sectors, as in QEMU
+  auto back = Read(*debug, 0, data.size());
+  ASSERT_TRUE(back) << back.error().ToString();
+  EXPECT_EQ(*back, data);
+  auto tail = Read(*debug, 1000, 24, 0xff);  // past the host file's end: zeros
+  ASSERT_TRUE(tail) << tail.error().ToString();
+  EXPECT_EQ(*tail, std::vector<uint8_t>(24, 0));
+  // The caller's own range is still checked against the node's end.
+  EXPECT_FALSE(Read(*debug, 1000, 100));
+  EXPECT_FALSE(Read(*debug, 1024, 512));
+  Close(debug);
+
+  // Through a format node above it (raw inherits the 4 KiB alignment and
+  // forwards the padded read to blkdebug, which forwards it to the file).
+  auto raw = MustOpen("driver=raw,file.driver=blkdebug,file.align=4096,file." + file, true);
+  ASSERT_TRUE(raw);
+  EXPECT_EQ(raw->limits().request_alignment, 4096u);
+  back = Read(*raw, 1, 998);
+  ASSERT_TRUE(back) << back.error().ToString();
+  EXPECT_TRUE(std::equal(back->begin(), back->end(), data.begin() + 1));
+  EXPECT_FALSE(Read(*raw, 512, 1024));
+  Close(raw);
+
+  // Read-modify-write of the last block of a writable blkdebug.
+  auto rw = MustOpen("driver=blkdebug,align=4096," + file);
+  ASSERT_TRUE(rw);
+  ASSERT_TRUE(Write(*rw, 100, Pattern(50, 6)));
+  std::vector<uint8_t> expect = data;
+  const std::vector<uint8_t> patch = Pattern(50, 6);
+  std::copy(patch.begin(), patch.end(), expect.begin() + 100);
+  ASSERT_TRUE(sync_wait(loop(), rw->flush()));
+  EXPECT_EQ(ReadHostFile(small.path(), 0, expect.size()), expect);
+  Close(rw);
+
+  // A vmdk whose descriptor is such a file.
+  TempFile flat(1 << 20);
+  ASSERT_TRUE(WriteHostFile(flat.path(), 4096, Pattern(4096, 7)));
+  const std::string name = flat.path().substr(flat.path().rfind('/') + 1);
+  const std::string text =
+      "# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\n"
+      "createType=\"monolithicFlat\"\n\n# Extent description\nRW 2048 FLAT \"" + name +
+      "\" 0\n\n# The Disk Data Base\n#DDB\n\nddb.virtualHWVersion = \"4\"\n"
+      "ddb.adapterType = \"ide\"\n";
+  ASSERT_NE(text.size() % 512, 0u);
+  TempFile desc;
+  ASSERT_TRUE(WriteHostFile(desc.path(), 0, std::vector<uint8_t>(text.begin(), text.end())));
+  auto vmdk = MustOpen("driver=vmdk,file.driver=blkdebug,file.align=4096,"
+                       "file.image.driver=file,file.image.cache.direct=on,file.image.filename=" +
+                       desc.path(), true);
+  ASSERT_TRUE(vmdk);
+  back = Read(*vmdk, 4096, 4096);
+  ASSERT_TRUE(back) << back.error().ToString();
+  EXPECT_EQ(*back, Pattern(4096, 7));
 }
 
 TEST_F(BlkdebugTest, DropWritesAfterSimulatesPowerLoss) {
