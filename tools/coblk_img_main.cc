@@ -105,7 +105,7 @@ const Subcommand kSubcommands[] = {
     {"convert", coblk::tools::ImgConvert,
      "convert [-c] [-f fmt] [-n] [-O output_fmt] [-o options] [-p] [-q] [-m num_coroutines] "
      "[-W] [-S sparse_size] [-t cache] [-T src_cache] [-B backing_file [-F backing_fmt]] [-U] "
-     "[--image-opts] [--target-is-zero] filename [filename2 [...]] output_filename"},
+     "[--image-opts] [--target-is-zero] [--salvage] filename [filename2 [...]] output_filename"},
     {"create", coblk::tools::ImgCreate,
      "create [-q] [-f fmt] [-b backing_file [-F backing_fmt]] [-u] [-o options] filename [size]"},
     {"dd", coblk::tools::ImgDd,

@@ -68,6 +68,7 @@ struct ConvertState {
   int64_t target_backing_sectors = -1;
   bool wr_in_order = true;
   bool quiet = false;
+  bool salvage = false;  // --salvage: read errors become zeros with a warning
   int64_t min_sparse = 8;  // sectors; 4 KiB of zeroes at least
   int64_t alignment = 1;
   int64_t cluster_sectors = 0;
@@ -183,6 +184,17 @@ Task<Result<int64_t>> IterationSectors(ConvertState& s, int64_t sector_num) {
     // The source's last sector may be partial: ask about its real bytes.
     const int64_t count = std::min(n * kSector, src.bytes - offset);
     Result<BlockStatus> st = co_await node.block_status_above(base, true, offset, count);
+    if (!st && s.salvage) {
+      // A damaged image's metadata (e.g. a grain table outside the file):
+      // read up to the next MiB as data, which salvages it sector by sector.
+      std::fprintf(stderr, "coblk-img: warning: error while reading block status at offset %" PRIu64
+                   ": %s\n",
+                   static_cast<uint64_t>(offset), std::strerror(st.error().errnum()));
+      constexpr int64_t kSalvageStep = (1 << 20) / kSector;
+      st = BlockStatus{};
+      st->status = kStatusData | kStatusAllocated;
+      st->pnum = std::min<int64_t>(count, (kSalvageStep - (offset / kSector) % kSalvageStep) * kSector);
+    }
     if (!st) {
       ImgError("error while reading block status at offset %" PRIu64 ": %s",
                static_cast<uint64_t>(offset), std::strerror(st.error().errnum()));
@@ -233,7 +245,22 @@ Task<Status> ConvertRead(ConvertState& s, int64_t sector_num, int64_t nb_sectors
     const int64_t n = std::min(nb_sectors, src.sectors - (sector_num - cur_offset));
     const int64_t offset = (sector_num - cur_offset) * kSector;
     const int64_t bytes = std::min(n * kSector, src.bytes - offset);
-    COBLK_CO_RETURN_IF_ERROR(co_await src.blk->co_read(offset, buf, bytes));
+    Status st = co_await src.blk->co_read(offset, buf, bytes);
+    if (!st && s.salvage) {
+      // As qemu-img --salvage: the chunk again sector by sector; a sector
+      // that cannot be read becomes zeros, with a warning.
+      st = OkStatus();
+      for (int64_t at = 0; at < bytes; at += kSector) {
+        const int64_t len = std::min<int64_t>(kSector, bytes - at);
+        Status one = co_await src.blk->co_read(offset + at, buf + at, len);
+        if (!one) {
+          std::fprintf(stderr, "coblk-img: warning: error while reading offset %" PRId64 ": %s\n",
+                       offset + at, std::strerror(one.error().errnum()));
+          std::memset(buf + at, 0, static_cast<size_t>(len));
+        }
+      }
+    }
+    COBLK_CO_RETURN_IF_ERROR(st);
     if (bytes < n * kSector) std::memset(buf + bytes, 0, static_cast<size_t>(n * kSector - bytes));
     sector_num += n;
     nb_sectors -= n;
@@ -447,11 +474,12 @@ int TryHelp() {
 }  // namespace
 
 int ImgConvert(int argc, char** argv) {
-  enum { kImageOpts = 256, kTargetIsZero };
+  enum { kImageOpts = 256, kTargetIsZero, kSalvage };
   static const option kLong[] = {
       {"help", no_argument, nullptr, 'h'},
       {"image-opts", no_argument, nullptr, kImageOpts},
       {"target-is-zero", no_argument, nullptr, kTargetIsZero},
+      {"salvage", no_argument, nullptr, kSalvage},
       {"force-share", no_argument, nullptr, 'U'},
       {nullptr, 0, nullptr, 0},
   };
@@ -515,6 +543,7 @@ int ImgConvert(int argc, char** argv) {
       case 'U': force_share = true; break;
       case kImageOpts: image_opts = true; break;
       case kTargetIsZero: s.has_zero_init = true; break;
+      case kSalvage: s.salvage = true; break;
       default: return TryHelp();
     }
   }

@@ -369,127 +369,140 @@ Task<Status> ExtentChecker::walk_tables() {
   std::vector<uint32_t> gd, rgd;
   std::vector<uint8_t> tables, rtables;
   std::vector<std::array<uint8_t, 16>> markers(l2);
-  for (uint64_t first = 0; first < n; first += kTablesAtOnce) {
-    const uint64_t count = std::min<uint64_t>(kTablesAtOnce, n - first);
+  // Directory chunks holding a usable table (a huge, mostly empty
+  // directory is skipped through the bitmap), then their tables
+  // kTablesAtOnce at a time.
+  std::vector<uint64_t> todo;
+  auto chunk_of = [&](uint64_t from) {
+    const uint64_t next = gd_ok_.find(from, true);
+    return next >= n ? uint64_t{n} : next / kGdChunk * kGdChunk;
+  };
+  for (uint64_t first = chunk_of(0); first < n; first = chunk_of(first + kGdChunk)) {
+    const uint64_t count = std::min<uint64_t>(kGdChunk, n - first);
     COBLK_CO_RETURN_IF_ERROR(co_await ReadEntries(file_, layout_.l1_table_offset, first, count, gd));
     if (has_rgd)
       COBLK_CO_RETURN_IF_ERROR(co_await ReadEntries(file_, layout_.l1_backup_offset, first, count, rgd));
-    tables.assign(count * gt_bytes, 0);
-    rtables.assign(has_rgd ? count * gt_bytes : 0, 0);
-    std::vector<ReadReq> reqs;
-    for (uint64_t k = 0; k < count; ++k) {
-      if (gd_ok_.test(first + k))
-        reqs.push_back({uint64_t{gd[k]} * kSectorSize, tables.data() + k * gt_bytes, gt_bytes});
-      if (has_rgd && rgd_ok_.test(first + k))
-        reqs.push_back({uint64_t{rgd[k]} * kSectorSize, rtables.data() + k * gt_bytes, gt_bytes});
-    }
-    COBLK_CO_RETURN_IF_ERROR(co_await ReadAll(file_, reqs));
-    for (uint64_t k = 0; k < count; ++k) {
-      const uint64_t i = first + k;
-      const bool primary = gd_ok_.test(i), redundant = has_rgd && rgd_ok_.test(i);
-      if (!primary && !redundant) continue;
-      std::span<uint8_t> t(tables.data() + k * gt_bytes, gt_bytes);
-      std::span<uint8_t> rt(redundant ? rtables.data() + k * gt_bytes : nullptr, redundant ? gt_bytes : 0);
-      if (!primary) continue;  // repaired after this pass (repair_directories)
-      const uint64_t first_grain = i * l2;
-      // Grain markers of compressed entries, read all at once.
-      if (markers_) {
-        reqs.clear();
-        for (uint32_t j = 0; j < l2; ++j) {
-          const uint32_t v = LoadLe32(t, size_t{j} * 4);
-          markers[j].fill(0);
-          if (v > kGteZeroed && uint64_t{v} * kSectorSize < file_size_)
-            reqs.push_back({uint64_t{v} * kSectorSize, markers[j].data(),
-                            std::min<uint64_t>(16, file_size_ - uint64_t{v} * kSectorSize)});
-        }
-        COBLK_CO_RETURN_IF_ERROR(co_await ReadAll(file_, reqs));
+    todo.clear();
+    for (uint64_t k = gd_ok_.find(first, true); k < first + count; k = gd_ok_.find(k + 1, true))
+      todo.push_back(k - first);
+    for (size_t b = 0; b < todo.size(); b += kTablesAtOnce) {
+      const size_t batch = std::min<size_t>(kTablesAtOnce, todo.size() - b);
+      tables.assign(batch * gt_bytes, 0);
+      rtables.assign(has_rgd ? batch * gt_bytes : 0, 0);
+      std::vector<ReadReq> reqs;
+      for (size_t x = 0; x < batch; ++x) {
+        const uint64_t k = todo[b + x];
+        reqs.push_back({uint64_t{gd[k]} * kSectorSize, tables.data() + x * gt_bytes, gt_bytes});
+        if (has_rgd && rgd_ok_.test(first + k))
+          reqs.push_back({uint64_t{rgd[k]} * kSectorSize, rtables.data() + x * gt_bytes, gt_bytes});
       }
-      bool primary_changed = false, redundant_changed = false;
-      for (uint32_t j = 0; j < l2; ++j) {
-        const uint64_t grain = first_grain + j;
-        const uint64_t sector = grain * grain_sectors_;
-        if (sector >= layout_.sectors) break;  // entries past the capacity are never read
-        const uint64_t guest = e_.start / kSectorSize + sector;
-        const uint32_t v = LoadLe32(t, size_t{j} * 4);
-        Classified c = classify(v, sector, markers[j].data());
-        uint32_t keep = v;
-        if (c.verdict == Verdict::kBad) {
-          f_.corruption(prefix() + StrFormat("grain-table entry for sector %" PRIu64 " %s", guest, c.why.c_str()));
-          keep = 0;
+      COBLK_CO_RETURN_IF_ERROR(co_await ReadAll(file_, reqs));
+      for (size_t x = 0; x < batch; ++x) {
+        const uint64_t k = todo[b + x];
+        const uint64_t i = first + k;
+        const bool redundant = has_rgd && rgd_ok_.test(i);
+        std::span<uint8_t> t(tables.data() + x * gt_bytes, gt_bytes);
+        std::span<uint8_t> rt(redundant ? rtables.data() + x * gt_bytes : nullptr, redundant ? gt_bytes : 0);
+        const uint64_t first_grain = i * l2;
+        // Grain markers of compressed entries, read all at once.
+        if (markers_) {
+          reqs.clear();
+          for (uint32_t j = 0; j < l2; ++j) {
+            const uint32_t v = LoadLe32(t, size_t{j} * 4);
+            markers[j].fill(0);
+            if (v > kGteZeroed && uint64_t{v} * kSectorSize < file_size_)
+              reqs.push_back({uint64_t{v} * kSectorSize, markers[j].data(),
+                              std::min<uint64_t>(16, file_size_ - uint64_t{v} * kSectorSize)});
+          }
+          COBLK_CO_RETURN_IF_ERROR(co_await ReadAll(file_, reqs));
         }
-        if (redundant) {
-          const uint32_t rv = LoadLe32(rt, size_t{j} * 4);
-          if (rv != v) {
-            std::array<uint8_t, 16> rmarker{};
-            if (markers_ && rv > kGteZeroed && uint64_t{rv} * kSectorSize < file_size_)
-              COBLK_CO_RETURN_IF_ERROR(co_await file_.pread(
-                  static_cast<int64_t>(uint64_t{rv} * kSectorSize), rmarker.data(),
-                  static_cast<int64_t>(std::min<uint64_t>(16, file_size_ - uint64_t{rv} * kSectorSize))));
-            Classified rc = classify(rv, sector, rmarker.data());
-            const bool p_ok = c.verdict != Verdict::kBad, r_ok = rc.verdict != Verdict::kBad;
-            // An entry of 0 against a valid one: that side lags (tables
-            // are written primary first, so normally the redundant one).
-            f_.corruption(prefix() + StrFormat("redundant grain table %" PRIu64 " differs at entry %" PRIu32
-                                               " (sector %" PRIu64 "): primary %" PRIu32 ", redundant %" PRIu32
-                                               "; %s",
-                                               i, j, guest, v, rv,
-                                               p_ok && r_ok && rv == 0 ? "the primary is plausible (the redundant lags)"
-                                               : p_ok && r_ok && v == 0 ? "the redundant is plausible (the primary lags); the primary is kept, as QEMU reads it"
-                                               : p_ok && r_ok           ? "both are plausible, the primary is kept"
-                                               : p_ok                   ? "the primary is plausible"
-                                               : r_ok                   ? "the redundant is plausible"
-                                                                        : "neither is plausible"));
-            if (fix_ & kCheckFixErrors) {
-              if (!p_ok && r_ok) {
-                // The primary entry was bad (counted above); the redundant
-                // one names valid data: take it.
-                c = rc;
-                keep = rv;
+        bool primary_changed = false, redundant_changed = false;
+        for (uint32_t j = 0; j < l2; ++j) {
+          const uint64_t grain = first_grain + j;
+          const uint64_t sector = grain * grain_sectors_;
+          if (sector >= layout_.sectors) break;  // entries past the capacity are never read
+          const uint64_t guest = e_.start / kSectorSize + sector;
+          const uint32_t v = LoadLe32(t, size_t{j} * 4);
+          Classified c = classify(v, sector, markers[j].data());
+          uint32_t keep = v;
+          if (c.verdict == Verdict::kBad) {
+            f_.corruption(prefix() + StrFormat("grain-table entry for sector %" PRIu64 " %s", guest, c.why.c_str()));
+            keep = 0;
+          }
+          if (redundant) {
+            const uint32_t rv = LoadLe32(rt, size_t{j} * 4);
+            if (rv != v) {
+              std::array<uint8_t, 16> rmarker{};
+              if (markers_ && rv > kGteZeroed && uint64_t{rv} * kSectorSize < file_size_)
+                COBLK_CO_RETURN_IF_ERROR(co_await file_.pread(
+                    static_cast<int64_t>(uint64_t{rv} * kSectorSize), rmarker.data(),
+                    static_cast<int64_t>(std::min<uint64_t>(16, file_size_ - uint64_t{rv} * kSectorSize))));
+              Classified rc = classify(rv, sector, rmarker.data());
+              const bool p_ok = c.verdict != Verdict::kBad, r_ok = rc.verdict != Verdict::kBad;
+              // An entry of 0 against a valid one: that side lags (tables
+              // are written primary first, so normally the redundant one).
+              f_.corruption(prefix() + StrFormat("redundant grain table %" PRIu64 " differs at entry %" PRIu32
+                                                 " (sector %" PRIu64 "): primary %" PRIu32 ", redundant %" PRIu32
+                                                 "; %s",
+                                                 i, j, guest, v, rv,
+                                                 p_ok && r_ok && rv == 0 ? "the primary is plausible (the redundant lags)"
+                                                 : p_ok && r_ok && v == 0 ? "the redundant is plausible (the primary lags); the primary is kept, as QEMU reads it"
+                                                 : p_ok && r_ok           ? "both are plausible, the primary is kept"
+                                                 : p_ok                   ? "the primary is plausible"
+                                                 : r_ok                   ? "the redundant is plausible"
+                                                                          : "neither is plausible"));
+              if (fix_ & kCheckFixErrors) {
+                if (!p_ok && r_ok) {
+                  // The primary entry was bad (counted above); the redundant
+                  // one names valid data: take it.
+                  c = rc;
+                  keep = rv;
+                }
+                ++corruptions_fixed;
               }
+            }
+          }
+          if (c.verdict == Verdict::kBad) {
+            if (fix_ & kCheckFixErrors) {
               ++corruptions_fixed;
+              const uint64_t b = guest * kSectorSize;
+              const uint64_t end = std::min(b + layout_.cluster_bytes(), e_.start + e_.bytes());
+              f_.note(StrFormat("Repair: guest bytes %" PRIu64 "..%" PRIu64
+                                " now read as unallocated (their grain-table entry was cleared)",
+                                b, end - 1));
+            }
+          }
+          if (c.verdict == Verdict::kData) {
+            data_.set(c.begin, c.end);
+            ++allocated_grains;
+            if (layout_.compressed) {
+              ++compressed_grains;
+              ++fragmented_grains;  // as qcow2: compressed grains are fragmented by nature
+            } else if (last_data_sector_ >= 0 && c.begin != static_cast<uint64_t>(last_data_sector_)) {
+              ++fragmented_grains;
+            }
+            last_data_sector_ = static_cast<int64_t>(c.end);
+          }
+          if (fix_ & kCheckFixErrors) {
+            if (keep != v) {
+              StoreLe32(t, size_t{j} * 4, keep);
+              primary_changed = true;
+            }
+            if (redundant && LoadLe32(rt, size_t{j} * 4) != keep) {
+              StoreLe32(rt, size_t{j} * 4, keep);
+              redundant_changed = true;
             }
           }
         }
-        if (c.verdict == Verdict::kBad) {
-          if (fix_ & kCheckFixErrors) {
-            ++corruptions_fixed;
-            const uint64_t b = guest * kSectorSize;
-            const uint64_t end = std::min(b + layout_.cluster_bytes(), e_.start + e_.bytes());
-            f_.note(StrFormat("Repair: guest bytes %" PRIu64 "..%" PRIu64
-                              " now read as unallocated (their grain-table entry was cleared)",
-                              b, end - 1));
-          }
+        // Primary first, then the redundant copy: see vmdk_repair.cc.
+        if (primary_changed) {
+          std::vector<uint8_t> copy(t.begin(), t.end());
+          COBLK_CO_RETURN_IF_ERROR(co_await write_table(gd[k], copy));
         }
-        if (c.verdict == Verdict::kData) {
-          data_.set(c.begin, c.end);
-          ++allocated_grains;
-          if (layout_.compressed) {
-            ++compressed_grains;
-            ++fragmented_grains;  // as qcow2: compressed grains are fragmented by nature
-          } else if (last_data_sector_ >= 0 && c.begin != static_cast<uint64_t>(last_data_sector_)) {
-            ++fragmented_grains;
-          }
-          last_data_sector_ = static_cast<int64_t>(c.end);
+        if (redundant_changed) {
+          std::vector<uint8_t> copy(rt.begin(), rt.end());
+          COBLK_CO_RETURN_IF_ERROR(co_await write_table(rgd[k], copy));
         }
-        if (fix_ & kCheckFixErrors) {
-          if (keep != v) {
-            StoreLe32(t, size_t{j} * 4, keep);
-            primary_changed = true;
-          }
-          if (redundant && LoadLe32(rt, size_t{j} * 4) != keep) {
-            StoreLe32(rt, size_t{j} * 4, keep);
-            redundant_changed = true;
-          }
-        }
-      }
-      // Primary first, then the redundant copy: see vmdk_repair.cc.
-      if (primary_changed) {
-        std::vector<uint8_t> copy(t.begin(), t.end());
-        COBLK_CO_RETURN_IF_ERROR(co_await write_table(gd[k], copy));
-      }
-      if (redundant_changed) {
-        std::vector<uint8_t> copy(rt.begin(), rt.end());
-        COBLK_CO_RETURN_IF_ERROR(co_await write_table(rgd[k], copy));
       }
     }
   }

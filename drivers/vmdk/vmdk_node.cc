@@ -229,6 +229,8 @@ Task<Result<CheckResult>> VmdkNode::co_check(uint32_t fix) {
   for (const auto& e : extents_) {
     if (e->kind() != ExtentKind::kSparse || e->layout().format == ExtentFormat::kVmdk4) continue;
     COBLK_CO_RETURN_IF_ERROR(co_await check_lookup_walk(*e, r));
+    // That walk does not compute these (nor does QEMU's): no figures line.
+    r.fragmented_clusters = r.compressed_clusters = -1;
   }
   if (changed)
     for (size_t i : vmdk4_index) COBLK_CO_RETURN_IF_ERROR(co_await reopen_extent(i));
