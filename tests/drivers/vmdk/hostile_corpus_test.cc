@@ -13,7 +13,8 @@
 #include <fstream>
 
 #if defined(__SANITIZE_ADDRESS__)
-#include <sanitizer/allocator_interface.h>
+// From the ASan runtime (its header is not installed with GCC 12 here).
+extern "C" size_t __sanitizer_get_current_allocated_bytes();
 #endif
 
 #include "drivers/vmdk/vmdk_open.h"
