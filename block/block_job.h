@@ -25,7 +25,9 @@
 // threads post() to it); progress_current/total, done() and paused() may be
 // read from any thread. wait() drives the loop and must not be called from
 // code running on it. The job holds a reference to itself until it ends, so
-// dropping the returned pointer does not stop it.
+// dropping the returned pointer does not stop it; it refers to the backend,
+// so close or destroy the backend only after the job has ended (cancel it
+// and co_wait() first).
 //
 // Graph switches happen only with the backend drained (BlockBackend::
 // co_drain_begin): no guest request is in flight through the graph while a
