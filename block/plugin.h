@@ -32,7 +32,9 @@
 // (Options, IoVector, Task, Status/Error, BlockStatus, BlockLimits, ...), the
 // signature of a function a plugin calls, or this entry-point protocol.
 // Additions that change no existing layout or signature keep the number.
-#define COBLK_PLUGIN_ABI_VERSION 1
+// History: 1 first versioned ABI; 2 BlockNode::co_check takes CheckFix bits
+// (was bool), and driver reads may carry kReqPaddedPastEnd.
+#define COBLK_PLUGIN_ABI_VERSION 2
 
 namespace coblk {
 
