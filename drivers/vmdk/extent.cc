@@ -70,6 +70,7 @@ std::unique_ptr<Extent> Extent::NewSparse(BlockNode* file, const SparseLayout& l
   std::unique_ptr<Extent> e(new Extent());
   e->kind_ = ExtentKind::kSparse;
   e->file_ = file;
+  e->stream_tail_ = std::make_unique<StreamTail>();
   e->layout_ = layout;
   e->sectors_ = layout.sectors;
   e->type_name_ = std::move(type_name);

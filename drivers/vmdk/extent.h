@@ -234,10 +234,17 @@ class Extent {
   CoQueue stream_start_waiters_;
   uint64_t stream_gd_sector_ = 0;      // directory the on-disk header/footer names
   uint64_t stream_gd_end_ = 0;         // sector after it, 0 if not known to end the data
-  Sector stream_header_{};             // sector 0 as on disk (session only)
+  // Sector 0 as on disk (session only) and the lock that makes one tail
+  // (and header update) at a time: on the heap, made by NewSparse, so that
+  // flat and ZERO extents (a descriptor may have 100,000) do not carry
+  // them (a CoMutex's empty deque alone allocates about 600 bytes).
+  struct StreamTail {
+    Sector header{};
+    CoMutex lock;
+  };
+  std::unique_ptr<StreamTail> stream_tail_;
   uint64_t stream_gen_ = 0;            // bumped by every entry change
   uint64_t stream_clean_gen_ = 0;      // stream_gen_ the last durable tail holds
-  CoMutex stream_tail_lock_;           // one tail (and header update) at a time
   uint64_t append_sector_ = 0;       // next free sector in the file
   SparseDirectory<uint32_t> backup_directory_;  // redundant GD entries (sectors)
   struct Range {

@@ -153,8 +153,8 @@ Task<Status> Extent::enable_writes(bool extent_writable) {
 Task<Status> Extent::write_header_gd_offset(uint64_t gd_offset) {
   // Only gd_offset (header bytes 56..63) changes, so restoring GD_AT_END
   // gives back the original sector byte for byte.
-  StoreLe64(stream_header_, 56, gd_offset);
-  COBLK_CO_RETURN_IF_ERROR(co_await file_->pwrite(0, stream_header_.data(), kSectorSize));
+  StoreLe64(stream_tail_->header, 56, gd_offset);
+  COBLK_CO_RETURN_IF_ERROR(co_await file_->pwrite(0, stream_tail_->header.data(), kSectorSize));
   co_return co_await file_->flush();
 }
 
@@ -162,7 +162,7 @@ Task<Status> Extent::begin_stream_session() {
   while (stream_starting_) co_await stream_start_waiters_.wait();
   if (stream_session_) co_return OkStatus();
   stream_starting_ = true;
-  Status st = co_await file_->pread(0, stream_header_.data(), kSectorSize);
+  Status st = co_await file_->pread(0, stream_tail_->header.data(), kSectorSize);
   // The directory the footer names must be on disk before the header
   // names it: it is, it was read at open (written and flushed before).
   if (st && stream_header_at_end_) st = co_await write_header_gd_offset(stream_gd_sector_);
@@ -411,7 +411,7 @@ Task<Status> Extent::drain_updates() {
 }
 
 Task<Status> Extent::write_stream_tail(bool final) {
-  auto guard = co_await stream_tail_lock_.scoped_lock();
+  auto guard = co_await stream_tail_->lock.scoped_lock();
   // Without a session the header and footer on disk are untouched.
   if (!stream_session_) co_return OkStatus();
   const uint64_t gen = stream_gen_;
