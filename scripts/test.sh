@@ -19,15 +19,15 @@ echo "=== install + out-of-tree examples ==="
 # the drivers (the malformed and hostile image corpora, fuzz replay, crash
 # safety, the nbd client and export), not the tool-parity suite, the
 # conformance runs, the SIGKILL and differential tests (the release build
-# runs those; they check behaviour, and under ASan they would take most of
-# the CI budget). Tests of targets not built show up as *_NOT_BUILT.
+# runs those, and the example programs; they check behaviour, and under
+# ASan they would take most of the CI budget). Tests of targets not built show up as *_NOT_BUILT.
 asan_targets=(coroutine_test io_test block_test coblk-img coblk-io)
 for d in "$root"/tests/drivers/*/; do asan_targets+=("drivers_$(basename "$d")_test"); done
 echo "=== asan build ==="
 "$root/scripts/build.sh" asan "${asan_targets[@]}"
 echo "=== asan tests ==="
 (cd "$root/build-asan" && ctest --output-on-failure -j2 --timeout 900 \
-  -E '_NOT_BUILT|^conformance[.]|^Sigkill|Differential|Interop')
+  -E '_NOT_BUILT|^conformance[.]|^example[.]|^Sigkill|Differential|Interop')
 
 # ThreadSanitizer: only the tests that exercise threads and coroutine
 # hand-offs (coroutine, io, block, the file driver, and the VMDK concurrency
