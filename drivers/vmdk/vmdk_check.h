@@ -136,6 +136,8 @@ class ExtentChecker {
   // ---- vmdk_repair.cc: the writes ----
   Task<Status> repair_begin();
   Task<Status> write_table(uint64_t table_sector, const std::vector<uint8_t>& table);
+  // Entry i of the directory at byte offset dir_offset (primary or redundant).
+  Task<Status> write_directory_entry(uint64_t dir_offset, uint64_t i, uint32_t value);
   Task<Status> repair_directories();
   Task<Status> salvage_stream_grains();
   Task<Status> reclaim_end_leaks();

@@ -51,6 +51,13 @@ Task<Status> ExtentChecker::write_table(uint64_t table_sector, const std::vector
                                   static_cast<int64_t>(table.size()));
 }
 
+Task<Status> ExtentChecker::write_directory_entry(uint64_t dir_offset, uint64_t i, uint32_t value) {
+  uint8_t b[4];
+  StoreLe32(std::span<uint8_t>(b, 4), 0, value);
+  changed = true;
+  co_return co_await file_.pwrite(static_cast<int64_t>(dir_offset + i * 4), b, 4);
+}
+
 // Step 3: a new table goes after everything referenced (and after every
 // leaked grain marker, which a salvage may still want), behind a grain
 // table marker where the stream has them; it is durable before the caller
@@ -95,12 +102,6 @@ Task<Status> ExtentChecker::repair_directories() {
   if (!bad_gd_entries_ && !bad_rgd_entries_ && !has_rgd) co_return OkStatus();
   const uint64_t gt_bytes = layout_.l2_table_bytes();
   const uint64_t span = layout_.l1_entry_sectors * kSectorSize;
-  auto write_entry = [&](uint64_t dir_offset, uint64_t i, uint32_t v) -> Task<Status> {
-    uint8_t b[4];
-    StoreLe32(std::span<uint8_t>(b, 4), 0, v);
-    changed = true;
-    co_return co_await file_.pwrite(static_cast<int64_t>(dir_offset + i * 4), b, 4);
-  };
   auto lost = [&](uint64_t i) {
     const uint64_t b = e_.start + i * span;
     const uint64_t end = std::min(b + span, e_.start + e_.bytes());
@@ -123,7 +124,7 @@ Task<Status> ExtentChecker::repair_directories() {
     if (!p_bad && !r_bad && !mismatch) continue;
     if (p_bad) {
       if (layout_.compressed) {
-        COBLK_CO_RETURN_IF_ERROR(co_await write_entry(layout_.l1_table_offset, i, 0));
+        COBLK_CO_RETURN_IF_ERROR(co_await write_directory_entry(layout_.l1_table_offset, i, 0));
         p = 0;
         lost(i);
       } else {
@@ -150,7 +151,7 @@ Task<Status> ExtentChecker::repair_directories() {
         }
         auto at = co_await append_table(table);
         if (!at) co_return std::unexpected(at.error());
-        COBLK_CO_RETURN_IF_ERROR(co_await write_entry(layout_.l1_table_offset, i, static_cast<uint32_t>(*at)));
+        COBLK_CO_RETURN_IF_ERROR(co_await write_directory_entry(layout_.l1_table_offset, i, static_cast<uint32_t>(*at)));
         p = static_cast<uint32_t>(*at);
         gd_ok_.set(i, i + 1);
         if (!kept) lost(i);
@@ -159,7 +160,7 @@ Task<Status> ExtentChecker::repair_directories() {
     }
     if (has_rgd) {
       if (p == 0 && r != 0) {
-        COBLK_CO_RETURN_IF_ERROR(co_await write_entry(layout_.l1_backup_offset, i, 0));
+        COBLK_CO_RETURN_IF_ERROR(co_await write_directory_entry(layout_.l1_backup_offset, i, 0));
       } else if (p != 0 && (r == 0 || r_bad)) {
         // A redundant table copied from the (validated) primary.
         std::vector<uint8_t> table(gt_bytes);
@@ -167,7 +168,7 @@ Task<Status> ExtentChecker::repair_directories() {
                                                       table.data(), static_cast<int64_t>(gt_bytes)));
         auto at = co_await append_table(table);
         if (!at) co_return std::unexpected(at.error());
-        COBLK_CO_RETURN_IF_ERROR(co_await write_entry(layout_.l1_backup_offset, i, static_cast<uint32_t>(*at)));
+        COBLK_CO_RETURN_IF_ERROR(co_await write_directory_entry(layout_.l1_backup_offset, i, static_cast<uint32_t>(*at)));
       }
       corruptions_fixed += r_bad + mismatch;
     }
@@ -283,9 +284,8 @@ Task<Status> ExtentChecker::salvage_stream_grains() {
     } else {
       auto at = co_await append_table(t.bytes);
       if (!at) co_return std::unexpected(at.error());
-      uint8_t b[4];
-      StoreLe32(std::span<uint8_t>(b, 4), 0, static_cast<uint32_t>(*at));
-      COBLK_CO_RETURN_IF_ERROR(co_await file_.pwrite(static_cast<int64_t>(layout_.l1_table_offset + i * 4), b, 4));
+      COBLK_CO_RETURN_IF_ERROR(
+          co_await write_directory_entry(layout_.l1_table_offset, i, static_cast<uint32_t>(*at)));
       gd_ok_.set(i, i + 1);
     }
     if (!has_rgd) continue;
@@ -294,9 +294,8 @@ Task<Status> ExtentChecker::salvage_stream_grains() {
     } else if (!r) {
       auto at = co_await append_table(t.bytes);
       if (!at) co_return std::unexpected(at.error());
-      uint8_t b[4];
-      StoreLe32(std::span<uint8_t>(b, 4), 0, static_cast<uint32_t>(*at));
-      COBLK_CO_RETURN_IF_ERROR(co_await file_.pwrite(static_cast<int64_t>(layout_.l1_backup_offset + i * 4), b, 4));
+      COBLK_CO_RETURN_IF_ERROR(
+          co_await write_directory_entry(layout_.l1_backup_offset, i, static_cast<uint32_t>(*at)));
       rgd_ok_.set(i, i + 1);
     }
   }
