@@ -49,11 +49,7 @@ class JobTest : public LoopTest {
     return m;
   }
   std::unique_ptr<BlockBackend> OpenBackend(const std::string& opts) {
-    auto o = Options::Parse(opts);
-    EXPECT_TRUE(o) << o.error().ToString();
-    auto blk = BlockBackend::Open(loop(), "", std::move(*o));
-    EXPECT_TRUE(blk) << opts << ": " << blk.error().ToString();
-    return blk ? std::move(*blk) : nullptr;
+    return jobtest::OpenBackend(loop(), opts);
   }
 
   // Guest I/O at QD32 while `start` starts a job and until it ends, then

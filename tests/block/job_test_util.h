@@ -32,6 +32,17 @@ inline int Sh(const std::string& cmd, std::string* out = nullptr) {
   return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }
 
+// A backend opened from key=value options; nullptr (and a test failure)
+// if they do not parse or open.
+inline std::unique_ptr<BlockBackend> OpenBackend(EventLoop& loop, const std::string& opts) {
+  auto o = Options::Parse(opts);
+  EXPECT_TRUE(o) << o.error().ToString();
+  if (!o) return nullptr;
+  auto blk = BlockBackend::Open(loop, "", std::move(*o));
+  EXPECT_TRUE(blk) << opts << ": " << blk.error().ToString();
+  return blk ? std::move(*blk) : nullptr;
+}
+
 inline bool HaveQemu() {
   static const bool have = Sh("qemu-img --version") == 0 && Sh("qemu-io --version") == 0;
   return have;

@@ -27,11 +27,7 @@ class CorTest : public LoopTest {
     if (out) *out = o;
   }
   std::unique_ptr<BlockBackend> OpenBackend(const std::string& opts) {
-    auto o = Options::Parse(opts);
-    EXPECT_TRUE(o) << o.error().ToString();
-    auto blk = BlockBackend::Open(loop(), "", std::move(*o));
-    EXPECT_TRUE(blk) << opts << ": " << blk.error().ToString();
-    return blk ? std::move(*blk) : nullptr;
+    return jobtest::OpenBackend(loop(), opts);
   }
   // base.vmdk: 0x11 in [0, 4M); mid.vmdk: 0x22 in [2M, 3M); top.vmdk empty.
   void MakeChain() {
