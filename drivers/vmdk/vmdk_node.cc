@@ -83,7 +83,10 @@ Task<Status> VmdkNode::co_preadv(int64_t offset, int64_t bytes, IoVector& qiov, 
     auto m = co_await e->lookup(in_extent);
     if (!m) co_return std::unexpected(m.error());
     const uint64_t grain = e->grain_bytes();
-    uint64_t n = std::min(total - done, grain - in_extent % grain);
+    // Never past the extent's end: an extent need not be a whole number of
+    // grains, and what follows it is the next extent's or padding past the
+    // disk's end (the write path cuts at the same place).
+    uint64_t n = std::min({total - done, grain - in_extent % grain, e->bytes() - in_extent});
 
     // Extend over following grains of the same extent that continue the
     // same file range (uncompressed data only) or share the same state.
@@ -96,7 +99,7 @@ Task<Status> VmdkNode::co_preadv(int64_t offset, int64_t bytes, IoVector& qiov, 
           next.grain_offset != m->grain_offset + (in_extent + n) / grain * grain -
                                    in_extent / grain * grain)
         break;
-      n += std::min(total - done - n, grain);
+      n += std::min({total - done - n, grain, e->bytes() - in_extent - n});
     }
 
     IoVector part = qiov.slice(done, n);
