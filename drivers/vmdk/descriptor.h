@@ -25,7 +25,7 @@ inline constexpr size_t kMaxExtentFileName = 4095;  // PATH_MAX - 1
 inline constexpr uint32_t kNoParentCid = 0xffffffff;
 
 enum class ExtentAccess { kReadWrite, kReadOnly, kNoAccess };
-enum class ExtentType { kFlat, kSparse, kZero, kVmfs, kVmfsSparse, kSeSparse };
+enum class ExtentType : uint8_t { kFlat, kSparse, kZero, kVmfs, kVmfsSparse, kSeSparse };
 
 const char* ExtentAccessName(ExtentAccess a);  // "RW", "RDONLY", "NOACCESS"
 const char* ExtentTypeName(ExtentType t);      // "FLAT", "SPARSE", ...

@@ -16,16 +16,16 @@ namespace coblk::vmdk {
 
 // A flat or ZERO extent is this and nothing else (a descriptor may have
 // 100,000 of them): the kind, the file, its range and the sparse pointer.
-static_assert(sizeof(Extent) <= 56, "keep the per-extent state of flat and ZERO extents small");
+static_assert(sizeof(Extent) <= 40, "keep the per-extent state of flat and ZERO extents small");
 
 std::unique_ptr<Extent> Extent::Flat(BlockNode* file, uint64_t sectors, uint64_t start_sector,
-                                     const char* type_name) {
+                                     ExtentType type) {
   std::unique_ptr<Extent> e(new Extent());
   e->kind_ = ExtentKind::kFlat;
   e->file_ = file;
   e->sectors_ = sectors;
   e->flat_offset_ = start_sector * kSectorSize;
-  e->type_name_ = type_name;
+  e->set_line_type(type);
   return e;
 }
 
@@ -33,7 +33,7 @@ std::unique_ptr<Extent> Extent::Zero(uint64_t sectors) {
   std::unique_ptr<Extent> e(new Extent());
   e->kind_ = ExtentKind::kZero;
   e->sectors_ = sectors;
-  e->type_name_ = "ZERO";
+  e->set_line_type(ExtentType::kZero);
   return e;
 }
 
@@ -70,14 +70,14 @@ static Task<Result<Sector>> ReadSector(BlockNode* file, uint64_t at) {
 }
 
 std::unique_ptr<Extent> Extent::NewSparse(BlockNode* file, const SparseLayout& layout,
-                                          const char* type_name) {
+                                          ExtentType type) {
   std::unique_ptr<Extent> e(new Extent());
   e->kind_ = ExtentKind::kSparse;
   e->file_ = file;
-  e->sp_ = std::make_unique<Sparse>();
+  e->sp_ = new Sparse();  // ~Extent deletes it (kind_ is kSparse)
   e->sp_->layout = layout;
   e->sectors_ = layout.sectors;
-  e->type_name_ = type_name;
+  e->set_line_type(type);
   return e;
 }
 
@@ -105,7 +105,7 @@ Task<Result<std::unique_ptr<Extent>>> Extent::OpenVmdk4(BlockNode* file, bool re
   auto layout = LayoutFromVmdk4(*header, footer, file_size, read_write);
   if (!layout) co_return std::unexpected(layout.error());
 
-  std::unique_ptr<Extent> e = NewSparse(file, *layout, "SPARSE");
+  std::unique_ptr<Extent> e = NewSparse(file, *layout, ExtentType::kSparse);
   const Sector kept = footer ? footer->Encode() : header_sector;
   e->sp_->header_sector.assign(kept.begin(), kept.end());
   COBLK_CO_RETURN_IF_ERROR(co_await e->load_directories(cache_bytes));
@@ -120,7 +120,7 @@ Task<Result<std::unique_ptr<Extent>>> Extent::OpenVmdk3(BlockNode* file, uint64_
   if (!header) co_return std::unexpected(header.error());
   auto layout = LayoutFromVmdk3(*header, file_size);
   if (!layout) co_return std::unexpected(layout.error());
-  std::unique_ptr<Extent> e = NewSparse(file, *layout, "VMFSSPARSE");
+  std::unique_ptr<Extent> e = NewSparse(file, *layout, ExtentType::kVmfsSparse);
   COBLK_CO_RETURN_IF_ERROR(co_await e->load_directories(cache_bytes));
   co_return e;
 }
@@ -144,7 +144,7 @@ Task<Result<std::unique_ptr<Extent>>> Extent::OpenSeSparse(BlockNode* file, bool
   COBLK_CO_RETURN_IF_ERROR(CheckSeSparseVolatileHeader(*vheader));
   auto layout = LayoutFromSeSparse(*header, file_size);
   if (!layout) co_return std::unexpected(layout.error());
-  std::unique_ptr<Extent> e = NewSparse(file, *layout, "SESPARSE");
+  std::unique_ptr<Extent> e = NewSparse(file, *layout, ExtentType::kSeSparse);
   COBLK_CO_RETURN_IF_ERROR(co_await e->load_directories(cache_bytes));
   co_return e;
 }
@@ -463,14 +463,18 @@ Task<Status> Extent::read_compressed(const GrainMapping& m, uint64_t offset_in_g
 // line's type (empty for a monolithic file, which has no extent line).
 InfoTree Extent::info() const {
   InfoTree t;
+  // Room for exactly the values below (an image may list 100,000 extents).
+  size_t n = 3;
+  if (sparse()) n += 1 + sp_->layout.compressed + !sp_->rgd_mismatch.empty();
+  t.values.reserve(n);
   if (kind_ == ExtentKind::kSparse && sp_->layout.compressed)
     t.values.emplace_back("compressed", "true");
   t.values.emplace_back("virtual-size", std::to_string(bytes()));
   t.values.emplace_back("filename", file_ ? file_->filename() : "");
   if (kind_ == ExtentKind::kSparse)
     t.values.emplace_back("cluster-size", std::to_string(sp_->layout.cluster_bytes()));
-  t.values.emplace_back("format", type_name_);
-  if (sp_ && !sp_->rgd_mismatch.empty())
+  t.values.emplace_back("format", type_name());
+  if (sparse() && !sp_->rgd_mismatch.empty())
     t.values.emplace_back("redundant-gd-mismatch", sp_->rgd_mismatch);
   return t;
 }

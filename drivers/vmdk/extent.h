@@ -17,6 +17,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -44,10 +45,10 @@ struct GrainMapping {
 
 class Extent {
  public:
-  // Opens a flat extent of `sectors` sectors starting at start_sector in file.
-  // type_name must outlive the extent (a literal, or ExtentTypeName()).
+  // Opens a flat extent of `sectors` sectors starting at start_sector in
+  // file; `type` is its line's (FLAT or VMFS).
   static std::unique_ptr<Extent> Flat(BlockNode* file, uint64_t sectors, uint64_t start_sector,
-                                      const char* type_name);
+                                      ExtentType type);
   static std::unique_ptr<Extent> Zero(uint64_t sectors);
   // Opens a sparse extent by reading its headers and grain directory.
   // read_write selects QEMU's read-only-only checks (e.g. VMDK version 3).
@@ -58,19 +59,24 @@ class Extent {
   ExtentKind kind() const { return kind_; }
   BlockNode* file() const { return file_; }
   // A sparse extent's layout; a default (empty) one for flat and ZERO.
-  const SparseLayout& layout() const { return sp_ ? sp_->layout : kNoLayout; }
+  const SparseLayout& layout() const { return sparse() ? sp_->layout : kNoLayout; }
   uint64_t sectors() const { return sectors_; }
   uint64_t bytes() const { return sectors_ * kSectorSize; }
   // Grain size in bytes; a flat or zero extent is one grain.
   uint64_t grain_bytes() const {
-    return sp_ ? sp_->layout.cluster_bytes() : bytes();
+    return sparse() ? sp_->layout.cluster_bytes() : bytes();
   }
-  bool compressed() const { return sp_ && sp_->layout.compressed; }
-  // The extent line's type ("FLAT", "SPARSE", ...; "" for a monolithic
-  // file). set_type_name's argument must outlive the extent (a literal, or
-  // ExtentTypeName()): extents do not copy it.
-  const char* type_name() const { return type_name_; }
-  void set_type_name(const char* t) { type_name_ = t; }
+  bool compressed() const { return sparse() && sp_->layout.compressed; }
+  // The type its extent line gives (nullopt for a monolithic file, which
+  // has no extent line), and its name ("FLAT", "SPARSE", ...; "" if none).
+  std::optional<ExtentType> line_type() const {
+    return has_line_type_ ? std::optional<ExtentType>(line_type_) : std::nullopt;
+  }
+  void set_line_type(std::optional<ExtentType> t) {
+    has_line_type_ = t.has_value();
+    line_type_ = t.value_or(ExtentType::kSparse);
+  }
+  const char* type_name() const { return has_line_type_ ? ExtentTypeName(line_type_) : ""; }
   // Virtual-disk position, set by the disk when extents are concatenated.
   uint64_t start = 0;  // bytes
   uint64_t end() const { return start + bytes(); }
@@ -121,7 +127,7 @@ class Extent {
   // in memory, since their on-disk copies are only written at flush.
   Task<Status> enable_writes(bool extent_writable);
   bool writable() const { return writable_; }
-  bool stream_layout() const { return sp_ && sp_->stream_layout; }
+  bool stream_layout() const { return sparse() && sp_->stream_layout; }
 
   // Allocating writes of one grain serialise on that grain; everything else
   // (other grains, overwrites of allocated grains) runs in parallel.
@@ -173,16 +179,19 @@ class Extent {
   // Facts for `info`.
   InfoTree info() const;
   // The grain-table cache; nullptr for flat and ZERO extents.
-  const GrainTableCache* cache() const { return sp_ ? sp_->cache.get() : nullptr; }
+  const GrainTableCache* cache() const { return sparse() ? sp_->cache.get() : nullptr; }
   // Whether the primary and redundant grain directories disagreed at open
   // (empty if they agree, or the extent is not sparse).
-  const std::string& rgd_mismatch() const { return sp_ ? sp_->rgd_mismatch : kNoMismatch; }
+  const std::string& rgd_mismatch() const { return sparse() ? sp_->rgd_mismatch : kNoMismatch; }
 
  public:
   ~Extent();
+  Extent(const Extent&) = delete;  // owns sp_
+  Extent& operator=(const Extent&) = delete;
 
  private:
   Extent() = default;
+  bool sparse() const { return kind_ == ExtentKind::kSparse; }
 
   static Task<Result<std::unique_ptr<Extent>>> OpenVmdk4(BlockNode* file, bool read_write,
                                                          uint64_t cache_bytes, uint64_t file_size);
@@ -194,7 +203,7 @@ class Extent {
   // A sparse extent over `file` with a validated layout; the caller then
   // loads its directories.
   static std::unique_ptr<Extent> NewSparse(BlockNode* file, const SparseLayout& layout,
-                                           const char* type_name);
+                                           ExtentType type);
   Task<Status> load_directories(uint64_t cache_bytes);
   // Stream layout (extent_write.cc).
   Task<Status> begin_stream_session();
@@ -228,8 +237,8 @@ class Extent {
   static inline const SparseLayout kNoLayout{};
   static inline const std::string kNoMismatch;
 
-  // Everything only a sparse extent needs: made by NewSparse, absent (null)
-  // for flat and ZERO extents. Used on the loop thread only (see the top
+  // Everything only a sparse extent needs: made by NewSparse, absent for
+  // flat and ZERO extents. Used on the loop thread only (see the top
   // of this file); the invariants of each part are stated beside it.
   struct Sparse {
     SparseLayout layout;
@@ -291,11 +300,17 @@ class Extent {
   // Common to every kind (keep it small: see the top of this file).
   ExtentKind kind_ = ExtentKind::kFlat;
   bool writable_ = false;
-  const char* type_name_ = "";  // static storage (set_type_name)
-  BlockNode* file_ = nullptr;   // null for ZERO
+  bool has_line_type_ = false;
+  ExtentType line_type_ = ExtentType::kSparse;
+  BlockNode* file_ = nullptr;  // null for ZERO
   uint64_t sectors_ = 0;
-  uint64_t flat_offset_ = 0;    // bytes, flat extents
-  std::unique_ptr<Sparse> sp_;  // sparse extents only
+  // Flat: the byte offset of the extent in file_. Sparse: its Sparse,
+  // owned (made by NewSparse, deleted by ~Extent). ZERO: unused. Which one
+  // is live follows kind_, which never changes after construction.
+  union {
+    uint64_t flat_offset_ = 0;
+    Sparse* sp_;
+  };
 
   static constexpr size_t kCommitThreshold = 4096;   // entries
   static constexpr size_t kMaxUncommitted = 16384;    // writers wait beyond this

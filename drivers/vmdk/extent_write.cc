@@ -314,7 +314,11 @@ void Extent::cancel_commit_timer() {
   if (sp_->commit_timer) file_->loop().cancel_timer(std::exchange(sp_->commit_timer, 0));
 }
 
-Extent::~Extent() { if (sp_) cancel_commit_timer(); }
+Extent::~Extent() {
+  if (!sparse()) return;
+  cancel_commit_timer();
+  delete sp_;
+}
 
 // The background committer: repeatedly takes every uncommitted entry as one
 // batch (entries added meanwhile form the next), so the number of flushes
@@ -415,7 +419,7 @@ Task<Status> Extent::write_table_sectors(uint32_t l1, const uint8_t* table, uint
 }
 
 Task<Status> Extent::drain_updates() {
-  if (!sp_) co_return OkStatus();  // flat and ZERO extents commit nothing
+  if (!sparse()) co_return OkStatus();  // flat and ZERO extents commit nothing
   // A failed commit is retried here: flush is where its error belongs.
   if (!sp_->commit_error && !sp_->committing) sp_->commit_error = OkStatus();
   if (!sp_->uncommitted.empty() && !sp_->committing) {

@@ -113,7 +113,7 @@ Task<Result<std::unique_ptr<Extent>>> OpenExtentLine(OpenContext& ctx, VmdkNode&
 
   const bool extent_rw = line.access == ExtentAccess::kReadWrite;
   if (IsFlatType(line.type)) {
-    auto flat = Extent::Flat(file, line.sectors, line.offset, ExtentTypeName(line.type));
+    auto flat = Extent::Flat(file, line.sectors, line.offset, line.type);
     if (s.read_write) COBLK_CO_RETURN_IF_ERROR(co_await flat->enable_writes(extent_rw));
     co_return flat;
   }
@@ -124,7 +124,7 @@ Task<Result<std::unique_ptr<Extent>>> OpenExtentLine(OpenContext& ctx, VmdkNode&
   if (!e) co_return std::unexpected(e.error());
   if (line.type == ExtentType::kSeSparse && (*e)->layout().format != ExtentFormat::kSeSparse)
     co_return MakeError(EINVAL, "Extent '" + *path + "' is not a seSparse file");
-  (*e)->set_type_name(ExtentTypeName(line.type));
+  (*e)->set_line_type(line.type);
   if (s.read_write) COBLK_CO_RETURN_IF_ERROR(co_await (*e)->enable_writes(extent_rw));
   co_return std::move(*e);
 }
@@ -200,7 +200,7 @@ Task<Status> OpenMonolithic(OpenContext& ctx, VmdkNode& node, BlockNode& file, u
   }
   auto e = co_await Extent::OpenSparse(&file, s.read_write, s.cache_bytes);
   if (!e) co_return std::unexpected(e.error());
-  (*e)->set_type_name("");  // no extent line names a type
+  (*e)->set_line_type(std::nullopt);  // no extent line names a type
   if (magic == kVmdk3Magic) {
     node.create_type = "vmfsSparse";
   } else if ((*e)->layout().format == ExtentFormat::kSeSparse) {
