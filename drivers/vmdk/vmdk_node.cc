@@ -245,7 +245,7 @@ Task<Status> VmdkNode::reopen_extent(size_t index) {
   auto e = co_await Extent::OpenSparse(old.file(), old.writable(), cache_bytes);
   if (!e) co_return std::unexpected(e.error());
   (*e)->start = old.start;
-  (*e)->set_type_name(old.type_name());
+  (*e)->set_line_type(old.line_type());
   COBLK_CO_RETURN_IF_ERROR(co_await (*e)->enable_writes(old.writable()));
   extents_[index] = std::move(*e);
   co_return OkStatus();
@@ -322,6 +322,7 @@ InfoTree VmdkNode::get_specific_info() {
   t.values.emplace_back("create-type", create_type);
   InfoTree list;
   list.is_list = true;
+  list.children.reserve(extents_.size());
   for (const auto& e : extents_) list.children.emplace_back("", e->info());
   t.children.emplace_back("extents", std::move(list));
   return t;
