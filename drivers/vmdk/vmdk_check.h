@@ -20,9 +20,11 @@
 // holding the write lock).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <cstdlib>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -61,19 +63,22 @@ class CheckFindings {
   uint64_t dropped_ = 0;
 };
 
-// One bit per unit, zero-initialised by calloc (large ones are mmap'ed, so
-// untouched parts cost no memory).
+// One bit per unit, in anonymous memory mapped for it (zero-filled by the
+// OS, so untouched parts cost no memory). A summary with one bit per 4 KiB page
+// of the bitmap records which pages were ever written: queries skip the
+// others without reading them, so a sparse bitmap costs no page faults
+// where nothing was set (reading an untouched page would fault it in).
 class CheckBitmap {
  public:
   CheckBitmap() = default;
-  ~CheckBitmap() { std::free(words_); }
+  ~CheckBitmap();
   CheckBitmap(const CheckBitmap&) = delete;
   CheckBitmap& operator=(const CheckBitmap&) = delete;
   bool init(uint64_t bits);
   // Grows to `bits` (new bits clear); false if out of memory.
   bool grow(uint64_t bits);
   uint64_t size() const { return bits_; }
-  bool test(uint64_t i) const { return i < bits_ && (words_[i / 64] >> (i % 64)) & 1; }
+  bool test(uint64_t i) const { return i < bits_ && (word(i / 64) >> (i % 64)) & 1; }
   // [begin, end) clipped to the bitmap.
   bool any(uint64_t begin, uint64_t end) const;
   void set(uint64_t begin, uint64_t end);
@@ -83,11 +88,39 @@ class CheckBitmap {
   // One past the last set bit (0 if none).
   uint64_t end_of_set() const;
   // Bits [64 * i, 64 * i + 64); 0 beyond the bitmap.
-  uint64_t word(uint64_t i) const { return i < (bits_ + 63) / 64 ? words_[i] : 0; }
+  uint64_t word(uint64_t i) const { return i < words() && touched(i) ? words_[i] : 0; }
 
  private:
+  static constexpr uint64_t kPageWords = 512;  // one summary bit per 4 KiB of words
+  uint64_t words() const { return (bits_ + 63) / 64; }
+  bool touched(uint64_t word) const {
+    const uint64_t p = word / kPageWords;
+    return (summary_[p / 64] >> (p % 64)) & 1;
+  }
+  void touch(uint64_t word) {
+    const uint64_t p = word / kPageWords;
+    summary_[p / 64] |= uint64_t{1} << (p % 64);
+  }
+
   uint64_t* words_ = nullptr;
+  uint64_t mapped_ = 0;  // bytes mapped at words_
   uint64_t bits_ = 0;
+  std::vector<uint64_t> summary_;
+};
+
+// Zero-filled anonymous memory, 2 MiB aligned with transparent huge pages
+// asked for from 256 KiB to 16 MiB (see CheckBitmap); data() is null if out of memory.
+class MappedBuffer {
+ public:
+  explicit MappedBuffer(uint64_t bytes);
+  ~MappedBuffer();
+  MappedBuffer(const MappedBuffer&) = delete;
+  MappedBuffer& operator=(const MappedBuffer&) = delete;
+  uint8_t* data() const { return data_; }
+
+ private:
+  uint8_t* data_ = nullptr;
+  uint64_t mapped_ = 0;
 };
 
 class ExtentChecker {
@@ -116,6 +149,8 @@ class ExtentChecker {
   void mark_fixed_metadata();
   Task<Status> walk_directories();  // pass 1: tables named by GD and RGD
   Task<Status> walk_tables();       // pass 2: every entry of every table
+  Task<Status> check_table(uint64_t i, std::span<uint8_t> t, uint64_t table_sector, std::span<uint8_t> rt,
+                           uint64_t rtable_sector, std::vector<std::array<uint8_t, 16>>& markers);
   Task<Status> walk_stream();       // pass 3: markers of compressed extents
   void count_leaks();
   void check_footer();
