@@ -99,6 +99,9 @@ int ImgCheck(int argc, char** argv) {
   // qemu-img check's default cache mode (-T): the walk's many small table
   // reads go through the page cache instead of O_DIRECT.
   spec.cache = "writeback";
+  // As qemu-img check (BDRV_O_CHECK): a VMDK stream cut before its footer
+  // opens for the check to report and repair it.
+  spec.check = true;
   uint32_t fix = 0;
   bool quiet = false;
   std::string output = "human";

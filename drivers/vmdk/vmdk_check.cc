@@ -341,6 +341,7 @@ void ExtentChecker::mark_fixed_metadata() {
   meta_.set(0, 1);
   if (header_.desc_offset && header_.desc_size)
     meta_.set(header_.desc_offset, header_.desc_offset + std::min<uint64_t>(header_.desc_size, file_sectors_));
+  if (layout_.footer_lost) return;  // no directory, no footer
   const uint64_t gd = layout_.l1_table_offset / kSectorSize;
   meta_.set(gd, gd + gd_sectors_);
   if (stream_tail_layout_) meta_.set(gd - 1, gd);  // its GD marker
@@ -754,7 +755,8 @@ Task<Status> ExtentChecker::walk_stream() {
     if (size > 0) {
       const uint64_t sectors = SectorsFor(GrainMarker::kGrainHeaderSize + size);
       if (size <= max_size && lba < layout_.sectors && lba % grain_sectors_ == 0 &&
-          s + sectors <= file_sectors_ && !meta_.any(s, s + sectors) && !data_.any(s, s + sectors)) {
+          at + GrainMarker::kGrainHeaderSize + size <= file_size_ && !meta_.any(s, s + sectors) &&
+          !data_.any(s, s + sectors)) {
         walked_.set(s, s + sectors);
         zero_run = UINT64_MAX;
         ++leaks;
@@ -878,14 +880,22 @@ Task<Status> ExtentChecker::run() {
   if (fix_) COBLK_CO_RETURN_IF_ERROR(co_await repair_begin());
   total_grains = static_cast<int64_t>((layout_.sectors + grain_sectors_ - 1) / grain_sectors_);
   mark_fixed_metadata();
-  const int64_t before_footer = f_.result().corruptions;
-  check_footer();
-  const bool footer_bad = f_.result().corruptions != before_footer;
-  COBLK_CO_RETURN_IF_ERROR(co_await walk_directories());
-  COBLK_CO_RETURN_IF_ERROR(co_await walk_tables());
-  if (fix_ & kCheckFixErrors) {
-    COBLK_CO_RETURN_IF_ERROR(co_await repair_directories());
-    if (footer_bad) COBLK_CO_RETURN_IF_ERROR(co_await repair_footer());
+  if (layout_.footer_lost) {
+    // Opened for check (Extent::OpenSparse): nothing to walk but the stream.
+    f_.corruption(prefix() + "the header says the grain directory is at the end of the file (GD_AT_END), "
+                             "but no valid footer ends the file: the stream was cut off, its grain directory "
+                             "and tables are lost and every grain reads as unallocated (-r all rebuilds them "
+                             "from the grain markers)");
+  } else {
+    const int64_t before_footer = f_.result().corruptions;
+    check_footer();
+    const bool footer_bad = f_.result().corruptions != before_footer;
+    COBLK_CO_RETURN_IF_ERROR(co_await walk_directories());
+    COBLK_CO_RETURN_IF_ERROR(co_await walk_tables());
+    if (fix_ & kCheckFixErrors) {
+      COBLK_CO_RETURN_IF_ERROR(co_await repair_directories());
+      if (footer_bad) COBLK_CO_RETURN_IF_ERROR(co_await repair_footer());
+    }
   }
   // The end of everything referenced (before the stream walk, which
   // classifies structure by it).
@@ -893,7 +903,10 @@ Task<Status> ExtentChecker::run() {
   image_end = std::min(end * kSectorSize, file_size_);
   if (markers_) {
     COBLK_CO_RETURN_IF_ERROR(co_await walk_stream());
-    if ((fix_ & kCheckFixErrors) && !salvage_.empty()) COBLK_CO_RETURN_IF_ERROR(co_await salvage_stream_grains());
+    if ((fix_ & kCheckFixErrors) && layout_.footer_lost)
+      COBLK_CO_RETURN_IF_ERROR(co_await rebuild_lost_tail());
+    else if ((fix_ & kCheckFixErrors) && !salvage_.empty())
+      COBLK_CO_RETURN_IF_ERROR(co_await salvage_stream_grains());
   }
   count_leaks();
   if ((fix_ & kCheckFixLeaks) && end_leak_begin_) COBLK_CO_RETURN_IF_ERROR(co_await reclaim_end_leaks());

@@ -175,6 +175,7 @@ class ExtentChecker {
   Task<Status> write_directory_entry(uint64_t dir_offset, uint64_t i, uint32_t value);
   Task<Status> repair_directories();
   Task<Status> salvage_stream_grains();
+  Task<Status> rebuild_lost_tail();
   Task<Status> reclaim_end_leaks();
   Task<Status> repair_footer();
   Task<Result<uint64_t>> append_table(const std::vector<uint8_t>& table);
@@ -217,6 +218,10 @@ class ExtentChecker {
     uint32_t size;
   };
   std::vector<LeakedGrain> salvage_;
+  // Whether leaked grain `lg` inflates to a whole grain (else noted).
+  Task<Result<bool>> grain_inflates(const LeakedGrain& lg);
+  // Accounts a recovered leaked grain as referenced data.
+  void count_recovered(const LeakedGrain& lg);
   uint64_t interior_leak_grains_ = 0;
   uint64_t end_leak_begin_ = 0;  // sector where the trailing leak starts (0: none)
 };
