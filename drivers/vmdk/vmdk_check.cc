@@ -869,8 +869,130 @@ void ExtentChecker::check_footer() {
   if (f.grain_offset != header_.grain_offset) differs("grain offset", f.grain_offset, header_.grain_offset);
   if (f.compress_algorithm != header_.compress_algorithm)
     differs("compression algorithm", f.compress_algorithm, header_.compress_algorithm);
-  if (!layout_.gd_at_end && f.gd_offset != header_.gd_offset && f.gd_offset != kGdAtEnd)
-    differs("grain directory offset", f.gd_offset, header_.gd_offset);
+  // A different directory offset: choose_directory().
+}
+
+Task<Result<bool>> ExtentChecker::directory_plausible(uint64_t gd_sector, std::string* why) {
+  const uint64_t gt_bytes = layout_.l2_table_bytes(), gd_end = gd_sector + gd_sectors_;
+  if (gd_sector < overhead_sectors_ || gd_end > file_sectors_ ||
+      gd_sector * kSectorSize + layout_.l1_table_bytes() > file_size_) {
+    *why = "it lies outside the file or over the header area";
+    co_return false;
+  }
+  std::vector<uint32_t> gd;
+  std::vector<uint8_t> table(gt_bytes);
+  std::vector<std::array<uint8_t, 16>> markers(layout_.l2_size);
+  for (uint64_t first = 0; first < layout_.l1_size; first += kGdChunk) {
+    const uint64_t count = std::min<uint64_t>(kGdChunk, layout_.l1_size - first);
+    COBLK_CO_RETURN_IF_ERROR(co_await ReadEntries(file_, gd_sector * kSectorSize, first, count, gd));
+    for (uint64_t k = 0; k < count; ++k) {
+      const uint64_t t = gd[k], i = first + k;
+      if (!t) continue;
+      if (t < overhead_sectors_ || t * kSectorSize + gt_bytes > file_size_ ||
+          (t < gd_end && t + gt_sectors_ > gd_sector)) {
+        *why = StrFormat("its entry %" PRIu64 " names a grain table outside the file or over metadata", i);
+        co_return false;
+      }
+      COBLK_CO_RETURN_IF_ERROR(co_await file_.pread(static_cast<int64_t>(t * kSectorSize), table.data(),
+                                                    static_cast<int64_t>(gt_bytes)));
+      std::vector<ReadReq> reqs;
+      for (uint32_t j = 0; j < layout_.l2_size; ++j) {
+        const uint32_t v = LoadLe32(table, size_t{j} * 4);
+        markers[j].fill(0);
+        if (v == 0 || (v == kGteZeroed && layout_.has_zero_grain)) continue;
+        const uint64_t end = uint64_t{v} * kSectorSize + (layout_.compressed ? 16 : layout_.cluster_bytes());
+        if (v < overhead_sectors_ || end > file_size_) {
+          *why = StrFormat("grain table %" PRIu64 " names a grain outside the file or in the header area", i);
+          co_return false;
+        }
+        if (markers_) reqs.push_back({uint64_t{v} * kSectorSize, markers[j].data(), 16});
+      }
+      if (!markers_) continue;
+      COBLK_CO_RETURN_IF_ERROR(co_await ReadAll(file_, reqs));
+      for (uint32_t j = 0; j < layout_.l2_size; ++j) {
+        const uint32_t v = LoadLe32(table, size_t{j} * 4);
+        if (v == 0 || (v == kGteZeroed && layout_.has_zero_grain)) continue;
+        const uint64_t lba = LoadLe64(std::span<const uint8_t>(markers[j]), 0);
+        const uint32_t size = LoadLe32(std::span<const uint8_t>(markers[j]), 8);
+        if (size == 0 || lba != (i * layout_.l2_size + j) * grain_sectors_ ||
+            uint64_t{v} * kSectorSize + GrainMarker::kGrainHeaderSize + size > file_size_) {
+          *why = StrFormat("grain table %" PRIu64 " entry %" PRIu32 " names no grain marker of its sector", i, j);
+          co_return false;
+        }
+      }
+    }
+  }
+  co_return true;
+}
+
+// Without GD_AT_END readers take the header's directory and ignore the
+// footer; a footer naming another one is what coblk's stream writer leaves
+// when it stops after writing the final footer but before the header says
+// GD_AT_END again (or hand damage). The side whose directory is plausible
+// wins; if both are, the later one in the file (the writer's newer tail).
+// Repair (before the walk, which then uses the chosen directory): the
+// header then says GD_AT_END (one sector; the footer's directory, tables
+// and grains are durable since repair_begin), or the footer's copy names
+// the header's directory (readers ignore that footer either way).
+Task<Status> ExtentChecker::choose_directory() {
+  if (!footer_ || layout_.gd_at_end || !markers_) co_return OkStatus();
+  const uint64_t hgd = layout_.l1_table_offset / kSectorSize, fgd = footer_->gd_offset;
+  if (fgd == kGdAtEnd || fgd == hgd) co_return OkStatus();
+  std::string hwhy, fwhy;
+  auto h_ok = co_await directory_plausible(hgd, &hwhy);
+  if (!h_ok) co_return std::unexpected(h_ok.error());
+  auto f_ok = co_await directory_plausible(fgd, &fwhy);
+  if (!f_ok) co_return std::unexpected(f_ok.error());
+  const bool footer_rgd = (footer_->flags & kFlagRgd) && footer_->rgd_offset != 0;
+  if (*f_ok && footer_rgd) {
+    f_ok = co_await directory_plausible(footer_->rgd_offset, &fwhy);
+    if (!f_ok) co_return std::unexpected(f_ok.error());
+  }
+  const bool take_footer = *f_ok && (!*h_ok || fgd > hgd);
+  std::string verdict = take_footer ? (*h_ok ? "both are plausible, the footer's is newer"
+                                             : "the footer's is plausible, the header's not (" + hwhy + ")")
+                        : *h_ok     ? (*f_ok ? "both are plausible, the header's is newer"
+                                             : "the header's is plausible, the footer's not (" + fwhy + ")")
+                                    : "neither is plausible (" + hwhy + "; " + fwhy + "), the header's is kept";
+  f_.corruption(prefix() + StrFormat("the footer names the grain directory at offset %" PRIu64
+                                     ", the header the one at offset %" PRIu64 "; %s",
+                                     fgd * kSectorSize, hgd * kSectorSize, verdict.c_str()));
+  if (!(fix_ & kCheckFixErrors)) co_return OkStatus();
+  changed = true;
+  ++corruptions_fixed;
+  if (take_footer) {
+    Sector s{};
+    COBLK_CO_RETURN_IF_ERROR(co_await file_.pread(0, s.data(), kSectorSize));
+    StoreLe64(s, 56, kGdAtEnd);
+    COBLK_CO_RETURN_IF_ERROR(co_await file_.pwrite(0, s.data(), kSectorSize));
+    header_.gd_offset = kGdAtEnd;
+    layout_.gd_at_end = true;
+    layout_.l1_table_offset = fgd * kSectorSize;
+    layout_.l1_backup_offset = footer_rgd ? footer_->rgd_offset * kSectorSize : 0;
+    stream_tail_layout_ = false;
+    if (fgd >= 1) {
+      Sector before{};
+      COBLK_CO_RETURN_IF_ERROR(co_await file_.pread(static_cast<int64_t>((fgd - 1) * kSectorSize), before.data(),
+                                                    kSectorSize));
+      stream_tail_layout_ = before == EncodeMetadataMarker(MarkerType::kGrainDirectory, gd_sectors_);
+    }
+    f_.note(StrFormat("Repair: the header now says GD_AT_END: the footer's grain directory at offset %" PRIu64
+                      " is the one in use",
+                      fgd * kSectorSize));
+  } else {
+    // The footer's header copy is its second sector.
+    const uint64_t at = file_size_ - kFooterBytes + kSectorSize;
+    Sector s{};
+    COBLK_CO_RETURN_IF_ERROR(co_await file_.pread(static_cast<int64_t>(at), s.data(), kSectorSize));
+    StoreLe64(s, 48, header_.rgd_offset);
+    StoreLe64(s, 56, header_.gd_offset);
+    COBLK_CO_RETURN_IF_ERROR(co_await file_.pwrite(static_cast<int64_t>(at), s.data(), kSectorSize));
+    footer_->gd_offset = header_.gd_offset;
+    footer_->rgd_offset = header_.rgd_offset;
+    f_.note(StrFormat("Repair: the footer now names the header's grain directory at offset %" PRIu64,
+                      hgd * kSectorSize));
+  }
+  co_return OkStatus();
 }
 
 // ---- run ----------------------------------------------------------------------
@@ -878,6 +1000,7 @@ void ExtentChecker::check_footer() {
 Task<Status> ExtentChecker::run() {
   COBLK_CO_RETURN_IF_ERROR(co_await read_headers());
   if (fix_) COBLK_CO_RETURN_IF_ERROR(co_await repair_begin());
+  COBLK_CO_RETURN_IF_ERROR(co_await choose_directory());
   total_grains = static_cast<int64_t>((layout_.sectors + grain_sectors_ - 1) / grain_sectors_);
   mark_fixed_metadata();
   if (layout_.footer_lost) {

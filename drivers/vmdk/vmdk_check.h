@@ -154,6 +154,15 @@ class ExtentChecker {
   Task<Status> walk_stream();       // pass 3: markers of compressed extents
   void count_leaks();
   void check_footer();
+  // A footer naming another directory than the header (no GD_AT_END):
+  // reports which is plausible and, repairing, makes the header or the
+  // footer name it.
+  Task<Status> choose_directory();
+  // Whether the directory at gd_sector and its tables are plausible: inside
+  // the file, tables clear of it and of the header area, every entry 0,
+  // a zeroed grain with the flag, or a grain (marker of its own sector)
+  // inside the file. Else *why says what is wrong.
+  Task<Result<bool>> directory_plausible(uint64_t gd_sector, std::string* why);
 
   enum class Verdict { kUnallocated, kZero, kData, kBad };
   struct Classified {
@@ -182,7 +191,9 @@ class ExtentChecker {
 
   Extent& e_;
   BlockNode& file_;
-  const SparseLayout& layout_;
+  // The extent's layout; a repair that takes the footer's directory over
+  // the header's (choose_directory) walks with the footer's.
+  SparseLayout layout_;
   uint32_t fix_;
   std::string label_;
   CheckFindings& f_;

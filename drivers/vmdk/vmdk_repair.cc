@@ -29,6 +29,13 @@
 //      differently before the cut (the file still ends in no footer, so
 //      the image stays cut off and a repair starts over), and afterwards
 //      the footer names only durable tables and grains.
+//   7. A footer naming another directory than a header without GD_AT_END
+//      (vmdk_check.cc, choose_directory, before the walk): one sector is
+//      rewritten, after the flush of step 1. Either the header's gd_offset
+//      becomes GD_AT_END (readers switch from one plausible directory to
+//      the footer's, whose tables and grains are durable), or the footer's
+//      copy names the header's directory (readers ignore that footer
+//      before and after).
 // Nothing is written when the check finds nothing to repair, so a second
 // repair changes nothing.
 #include <algorithm>
