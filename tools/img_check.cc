@@ -140,7 +140,9 @@ int ImgCheck(int argc, char** argv) {
   Result<CheckResult> r = sync_wait(*img->loop, node.check(fix));
   if (!r) {
     if (r.error().errnum() == ENOTSUP) {
-      ImgError("This image format does not support checks");
+      // "This image format does not support checks" (qemu-img's words,
+      // from BlockNode's default), or what the driver cannot repair.
+      ImgError("%s", r.error().message().c_str());
       return 63;
     }
     ImgError("Check failed: %s", std::strerror(r.error().errnum()));

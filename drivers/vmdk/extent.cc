@@ -46,7 +46,9 @@ Task<Result<std::unique_ptr<Extent>>> Extent::OpenSparse(BlockNode* file, bool r
     uint8_t se_magic[8];
     COBLK_CO_RETURN_IF_ERROR(co_await file->pread(0, se_magic, 8));
     if (LoadLe64(se_magic, 0) == kSeSparseConstMagic)
-      co_return co_await OpenSeSparse(file, read_write, cache_bytes, file_size);
+      // Opened for check -r: read-only, so that the check itself says that
+      // it cannot repair seSparse (coblk-img check exits 63).
+      co_return co_await OpenSeSparse(file, read_write && !for_check, cache_bytes, file_size);
   }
   co_return MakeError(EINVAL, "Image not in VMDK format");
 }
