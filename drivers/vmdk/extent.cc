@@ -38,19 +38,21 @@ std::unique_ptr<Extent> Extent::Zero(uint64_t sectors) {
 }
 
 Task<Result<std::unique_ptr<Extent>>> Extent::OpenSparse(BlockNode* file, bool read_write,
-                                                         uint64_t cache_bytes) {
+                                                         uint64_t cache_bytes, bool for_check) {
   const uint64_t file_size = static_cast<uint64_t>(file->size());
   if (file_size < 4) co_return MakeError(EINVAL, "File is too small, not a valid image");
   uint8_t magic_bytes[4];
   COBLK_CO_RETURN_IF_ERROR(co_await file->pread(0, magic_bytes, 4));
   const uint32_t magic = LoadBe32(magic_bytes, 0);
-  if (magic == kVmdk4Magic) co_return co_await OpenVmdk4(file, read_write, cache_bytes, file_size);
+  if (magic == kVmdk4Magic) co_return co_await OpenVmdk4(file, read_write, cache_bytes, file_size, for_check);
   if (magic == kVmdk3Magic) co_return co_await OpenVmdk3(file, cache_bytes, file_size);
   if (file_size >= 8) {
     uint8_t se_magic[8];
     COBLK_CO_RETURN_IF_ERROR(co_await file->pread(0, se_magic, 8));
     if (LoadLe64(se_magic, 0) == kSeSparseConstMagic)
-      co_return co_await OpenSeSparse(file, read_write, cache_bytes, file_size);
+      // Opened for check -r: read-only, so that the check itself says that
+      // it cannot repair seSparse (coblk-img check exits 63).
+      co_return co_await OpenSeSparse(file, read_write && !for_check, cache_bytes, file_size);
   }
   co_return MakeError(EINVAL, "Image not in VMDK format");
 }
@@ -82,7 +84,8 @@ std::unique_ptr<Extent> Extent::NewSparse(BlockNode* file, const SparseLayout& l
 }
 
 Task<Result<std::unique_ptr<Extent>>> Extent::OpenVmdk4(BlockNode* file, bool read_write,
-                                                        uint64_t cache_bytes, uint64_t file_size) {
+                                                        uint64_t cache_bytes, uint64_t file_size,
+                                                        bool for_check) {
   auto sector = co_await ReadSector(file, 0);
   if (!sector) co_return std::unexpected(sector.error());
   auto header = Vmdk4Header::Decode(*sector);
@@ -90,19 +93,30 @@ Task<Result<std::unique_ptr<Extent>>> Extent::OpenVmdk4(BlockNode* file, bool re
   const Sector header_sector = *sector;
 
   std::optional<Vmdk4Header> footer;
+  bool footer_lost = false;
   if (NeedsFooter(*header)) {
     // streamOptimized: the footer near the end holds the real header.
     auto at = FooterOffset(file_size);
-    if (!at) co_return std::unexpected(at.error());
-    std::vector<uint8_t> bytes(kFooterBytes, 0);
-    Status st = co_await file->pread(static_cast<int64_t>(*at), bytes.data(),
-                                     static_cast<int64_t>(std::min<uint64_t>(kFooterBytes, file_size - *at)));
-    if (!st) co_return MakeError(st.error().errnum(), "Failed to read footer");
-    auto f = ValidateFooter(bytes);
-    if (!f) co_return std::unexpected(f.error());
-    footer = *f;
+    Result<Vmdk4Header> f = std::unexpected(at ? Error(EINVAL, "Invalid footer") : at.error());
+    if (at) {
+      std::vector<uint8_t> bytes(kFooterBytes, 0);
+      Status st = co_await file->pread(static_cast<int64_t>(*at), bytes.data(),
+                                       static_cast<int64_t>(std::min<uint64_t>(kFooterBytes, file_size - *at)));
+      if (!st) co_return MakeError(st.error().errnum(), "Failed to read footer");
+      f = ValidateFooter(bytes);
+    }
+    if (f && f->gd_offset != kGdAtEnd) {
+      footer = *f;
+    } else if (for_check) {
+      footer_lost = true;  // opened for check to rebuild the tail
+    } else {
+      // QEMU's message, and what to do about it.
+      co_return MakeError(EINVAL, "Invalid footer: the header says the grain directory is at the end "
+                                  "of the file (GD_AT_END) but no valid footer ends it; the stream may "
+                                  "have been cut off. 'coblk-img check -r all' rebuilds it from its grains");
+    }
   }
-  auto layout = LayoutFromVmdk4(*header, footer, file_size, read_write);
+  auto layout = LayoutFromVmdk4(*header, footer, file_size, read_write, footer_lost);
   if (!layout) co_return std::unexpected(layout.error());
 
   std::unique_ptr<Extent> e = NewSparse(file, *layout, ExtentType::kSparse);
@@ -175,7 +189,8 @@ static Task<Status> ReadDirectory(BlockNode& file, uint64_t at, uint32_t count,
 // header cannot make this allocate more than the file holds; entries that
 // are 0 take no memory (SparseDirectory).
 Task<Status> Extent::load_directories(uint64_t cache_bytes) {
-  const uint64_t bytes = sp_->layout.l1_table_bytes();
+  // A stream cut before its footer has no directory: all unallocated.
+  const uint64_t bytes = sp_->layout.footer_lost ? 0 : sp_->layout.l1_table_bytes();
   if (bytes) {
     Status st;
     if (sp_->layout.entry_size == 8) {

@@ -53,8 +53,11 @@ class Extent {
   // Opens a sparse extent by reading its headers and grain directory.
   // read_write selects QEMU's read-only-only checks (e.g. VMDK version 3).
   // cache_bytes bounds the memory for cached grain tables.
+  // for_check (OpenFlags::check): a streamOptimized extent whose header
+  // says GD_AT_END but whose footer is missing opens with
+  // layout().footer_lost instead of failing, for check to repair it.
   static Task<Result<std::unique_ptr<Extent>>> OpenSparse(BlockNode* file, bool read_write,
-                                                          uint64_t cache_bytes);
+                                                          uint64_t cache_bytes, bool for_check = false);
 
   ExtentKind kind() const { return kind_; }
   BlockNode* file() const { return file_; }
@@ -194,7 +197,8 @@ class Extent {
   bool sparse() const { return kind_ == ExtentKind::kSparse; }
 
   static Task<Result<std::unique_ptr<Extent>>> OpenVmdk4(BlockNode* file, bool read_write,
-                                                         uint64_t cache_bytes, uint64_t file_size);
+                                                         uint64_t cache_bytes, uint64_t file_size,
+                                                         bool for_check);
   static Task<Result<std::unique_ptr<Extent>>> OpenVmdk3(BlockNode* file, uint64_t cache_bytes,
                                                          uint64_t file_size);
   static Task<Result<std::unique_ptr<Extent>>> OpenSeSparse(BlockNode* file, bool read_write,

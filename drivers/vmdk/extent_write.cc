@@ -65,8 +65,10 @@ Task<Extent::GrainLock> Extent::lock_grain(uint64_t grain_index) {
 Task<Status> Extent::enable_writes(bool extent_writable) {
   writable_ = extent_writable && kind_ != ExtentKind::kZero;
   if (!writable_ || kind_ != ExtentKind::kSparse) co_return OkStatus();
-  if (sp_->layout.format != ExtentFormat::kVmdk4) {
-    writable_ = false;  // VMDK3 and seSparse are read-only, as in QEMU
+  if (sp_->layout.format != ExtentFormat::kVmdk4 || sp_->layout.footer_lost) {
+    // VMDK3 and seSparse are read-only, as in QEMU; a stream cut before
+    // its footer is open for check -r only (which writes the file itself).
+    writable_ = false;
     co_return OkStatus();
   }
   const uint64_t file_size = static_cast<uint64_t>(file_->size());

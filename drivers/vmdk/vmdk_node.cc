@@ -219,7 +219,11 @@ Task<Result<CheckResult>> VmdkNode::co_check(uint32_t fix) {
       vmdk4.push_back(&e);
       vmdk4_index.push_back(i);
     } else if (fix) {
-      co_return MakeError(ENOTSUP, "Repair of VMDK3 and seSparse extents is not supported");
+      // The check walk and the writes of repair are VMDK4's; coblk writes
+      // neither VMDK3 nor seSparse (nor does QEMU). check without -r
+      // reports their problems.
+      co_return MakeError(ENOTSUP, "Repair of VMDK3 (COWD) and seSparse extents is not supported; "
+                                   "'check' without -r reports their problems");
     }
   }
   if (fix) {

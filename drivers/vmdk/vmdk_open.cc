@@ -20,6 +20,7 @@ struct OpenSettings {
   uint64_t cache_bytes = kDefaultL2CacheBytes;
   bool confine = false;
   bool read_write = false;
+  bool check = false;  // OpenFlags::check: see Extent::OpenSparse
 };
 
 // Reads descriptor text at `offset`, at most `limit` bytes and never past the
@@ -120,7 +121,7 @@ Task<Result<std::unique_ptr<Extent>>> OpenExtentLine(OpenContext& ctx, VmdkNode&
   // SPARSE/VMFSSPARSE hold VMDK4 or VMDK3 headers; SESPARSE its own. As in
   // QEMU, a sparse extent's size comes from its header.
   const bool rw = s.read_write && extent_rw;
-  auto e = co_await Extent::OpenSparse(file, rw, s.cache_bytes);
+  auto e = co_await Extent::OpenSparse(file, rw, s.cache_bytes, s.check);
   if (!e) co_return std::unexpected(e.error());
   if (line.type == ExtentType::kSeSparse && (*e)->layout().format != ExtentFormat::kSeSparse)
     co_return MakeError(EINVAL, "Extent '" + *path + "' is not a seSparse file");
@@ -198,7 +199,7 @@ Task<Status> OpenMonolithic(OpenContext& ctx, VmdkNode& node, BlockNode& file, u
       TakeDescriptorFacts(node, *d);
     }
   }
-  auto e = co_await Extent::OpenSparse(&file, s.read_write, s.cache_bytes);
+  auto e = co_await Extent::OpenSparse(&file, s.read_write, s.cache_bytes, s.check);
   if (!e) co_return std::unexpected(e.error());
   (*e)->set_line_type(std::nullopt);  // no extent line names a type
   if (magic == kVmdk3Magic) {
@@ -364,6 +365,7 @@ Task<Status> OpenBackingChain(OpenContext& ctx, VmdkNode& top, const OpenSetting
 Task<Result<std::shared_ptr<BlockNode>>> OpenVmdk(const BlockDriver* driver, OpenContext& ctx) {
   OpenSettings s;
   s.read_write = !ctx.read_only;
+  s.check = ctx.check;
   auto cache = ctx.options.get_size("l2-cache-size", kDefaultL2CacheBytes);
   if (!cache) co_return std::unexpected(cache.error());
   s.cache_bytes = *cache;
