@@ -127,7 +127,7 @@ Task<Status> VmdkNode::co_preadv(int64_t offset, int64_t bytes, IoVector& qiov, 
 // QEMU (one grain per call), one call covers a whole run of grains in the
 // same state (a whole ZERO or flat extent, a whole table-less directory
 // entry, a table scanned in memory), so map costs what the image holds.
-Task<Result<BlockStatus>> VmdkNode::co_block_status(bool want_zero, int64_t offset,
+Task<Result<BlockStatus>> VmdkNode::co_block_status(bool, int64_t offset,
                                                     int64_t bytes) {
   const uint64_t pos = static_cast<uint64_t>(offset);
   Extent* e = find_extent(pos);
@@ -152,19 +152,10 @@ Task<Result<BlockStatus>> VmdkNode::co_block_status(bool want_zero, int64_t offs
         s.status |= kStatusOffsetValid;
         s.map = static_cast<int64_t>(m.grain_offset + in_grain);
       }
-      // QEMU's BDRV_BLOCK_RECURSE for flat extents: holes in the extent
-      // file read as zeroes (the generic layer only looks into "file").
-      if (want_zero && e->kind() == ExtentKind::kFlat && e->file() != file()) {
-        auto fs = co_await e->file()->block_status(true, s.map, s.pnum);
-        if (fs) {
-          if ((fs->status & kStatusEof) && (fs->pnum == 0 || (fs->status & kStatusZero))) {
-            s.status |= kStatusZero;
-          } else {
-            s.pnum = fs->pnum;
-            s.status |= fs->status & kStatusZero;
-          }
-        }
-      }
+      // QEMU's BDRV_BLOCK_RECURSE for flat extents only: holes in a flat
+      // extent's file read as zeroes, while a sparse extent's grain is
+      // data even over a hole of its file (qemu-img map says so).
+      if (e->kind() == ExtentKind::kFlat) s.status |= kStatusRecurse;
       break;
   }
   co_return s;
