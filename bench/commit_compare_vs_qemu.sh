@@ -1,23 +1,26 @@
 #!/usr/bin/env bash
 # qemu-img vs coblk-img: `commit` of a 1 GiB VMDK child holding 50 % data
 # (every other 1 MiB, random) into its empty 1 GiB base, and `compare` of two
-# identical 1 GiB images (raw with holes, and VMDK). Both tools run on fresh
-# copies of the same files, with the files' page cache dropped before every
-# run (cold reads for both: qemu-img reads through the page cache, coblk
-# with O_DIRECT); compare runs again with both files read into the page
-# cache before every run (warm for both: qemu-img then copies from memory,
-# while coblk's default O_DIRECT still reads the disk). Prints the best wall
-# time of RUNS runs side by side and checks each commit result with
-# qemu-img compare against the source data.
+# identical 1 GiB images: raw and VMDK, each with 50 % data (raw: holes) and
+# fully written with random data. Both tools run on fresh copies of the same
+# files; compare runs with the files' page cache dropped before every run
+# (cold) and with both files read into it (warm), in each tool's default
+# cache mode (qemu-img: writeback, its -T default; coblk: O_DIRECT, whose
+# large reads of ranges the page cache holds are copied from it), then with
+# -T none and -T writeback given to both. Last, the bound for warm runs:
+# how fast `dd` copies the compared bytes out of the page cache. Prints the best wall time of RUNS
+# runs side by side and checks each commit result with qemu-img compare
+# against the source data.
 #
 # Usage: bench/commit_compare_vs_qemu.sh [build-dir]   (default: build)
-#   RUNS=3, COBLK_BENCH_DIR (where the files go; default build-dir),
-#   COMPARE_ONLY=1 (skip the commit row).
+#   RUNS=5, COBLK_BENCH_DIR (where the files go; default build-dir),
+#   COMPARE_ONLY=1 (skip the commit row), COMPARE_CACHE_ROWS=0 (only the
+#   default-mode rows).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$here/build}
 coblk_img=$build/bin/coblk-img
-runs=${RUNS:-3}
+runs=${RUNS:-5}
 dir=${COBLK_BENCH_DIR:-$build}/bench-commit
 mkdir -p "$dir"
 src=$dir/src-1g.raw
@@ -32,6 +35,16 @@ if [ ! -f "$src" ] || [ "$(stat -c %s "$src")" -ne $((1 << 30)) ]; then
   for ((i = 0; i < 1024; i += 2)); do
     dd if=/dev/urandom of="$src" bs=1M seek=$i count=1 conv=notrunc status=none
   done
+fi
+full=$dir/full-1g.raw
+if [ ! -f "$full" ] || [ "$(stat -c %s "$full")" -ne $((1 << 30)) ]; then
+  echo "writing $full (1 GiB of random data)..."
+  head -c 1G /dev/urandom >"$full"
+fi
+if [ ! -f "$dir/fb.vmdk" ]; then
+  cp "$full" "$dir/full-copy.raw"
+  qemu-img convert -O vmdk "$full" "$dir/fa.vmdk"
+  qemu-img convert -O vmdk "$full" "$dir/fb.vmdk"
 fi
 # Templates: an empty base and a child holding the data (convert -B writes
 # only what differs from the backing file).
@@ -76,10 +89,6 @@ fresh_chain() {
   cp "$dir/child.tmpl" "$dir/child.vmdk"
   dropcache "$dir/base.vmdk" "$dir/child.vmdk"
 }
-cold_raw() { dropcache "$src" "$dir/copy-1g.raw"; }
-cold_vmdk() { dropcache "$dir/a.vmdk" "$dir/b.vmdk"; }
-warm_raw() { cat "$src" "$dir/copy-1g.raw" >/dev/null; }
-warm_vmdk() { cat "$dir/a.vmdk" "$dir/b.vmdk" >/dev/null; }
 
 printf "%-44s %10s %10s %8s  %s\n" "operation (1 GiB, best of $runs)" "qemu-img" "coblk-img" \
   "speedup" "result"
@@ -97,24 +106,45 @@ if [ "${COMPARE_ONLY:-0}" != 1 ]; then
   row "commit child (50% data) into base (vmdk)" "$tq" "$tc" "qemu $okq, coblk $okc"
 fi
 
-tq=$(timeit cold_raw qemu-img compare -f raw -F raw "$src" "$dir/copy-1g.raw")
-tc=$(timeit cold_raw "$coblk_img" compare -f raw -F raw "$src" "$dir/copy-1g.raw")
-row "compare raw vs raw (50% data, 50% holes)" "$tq" "$tc" \
-  "$("$coblk_img" compare -q "$src" "$dir/copy-1g.raw" 2>/dev/null; echo "exit $?")"
-tq=$(timeit warm_raw qemu-img compare -f raw -F raw "$src" "$dir/copy-1g.raw")
-tc=$(timeit warm_raw "$coblk_img" compare -f raw -F raw "$src" "$dir/copy-1g.raw")
-row "  same, page cache warm for both" "$tq" "$tc" ""
-tq=$(timeit warm_raw qemu-img compare -T writeback -f raw -F raw "$src" "$dir/copy-1g.raw")
-tc=$(timeit warm_raw "$coblk_img" compare -T writeback -f raw -F raw "$src" "$dir/copy-1g.raw")
-row "  same, warm, -T writeback for both" "$tq" "$tc" ""
-tq=$(timeit cold_raw qemu-img compare -T none -f raw -F raw "$src" "$dir/copy-1g.raw")
-tc=$(timeit cold_raw "$coblk_img" compare -T none -f raw -F raw "$src" "$dir/copy-1g.raw")
-row "  same, cold, -T none (O_DIRECT) for both" "$tq" "$tc" ""
+# compare: each pair of identical images, cold (page cache of both files
+# dropped) and warm (both files read into it) before every run, in each
+# tool's default modes, then with -T none / -T writeback forced on both.
+cmp_case() {  # label, format, file1, file2
+  local label=$1 fmt=$2 f1=$3 f2=$4 tq tc
+  cold() { dropcache "$f1" "$f2"; }
+  warm() { cat "$f1" "$f2" >/dev/null; }
+  tq=$(timeit cold qemu-img compare -f "$fmt" -F "$fmt" "$f1" "$f2")
+  tc=$(timeit cold "$coblk_img" compare -f "$fmt" -F "$fmt" "$f1" "$f2")
+  row "compare $label, cold" "$tq" "$tc" \
+    "$("$coblk_img" compare -q -f "$fmt" -F "$fmt" "$f1" "$f2"; echo "exit $?")"
+  tq=$(timeit warm qemu-img compare -f "$fmt" -F "$fmt" "$f1" "$f2")
+  tc=$(timeit warm "$coblk_img" compare -f "$fmt" -F "$fmt" "$f1" "$f2")
+  row "  same, warm" "$tq" "$tc" ""
+  if [ "${COMPARE_CACHE_ROWS:-1}" = 1 ]; then
+    tq=$(timeit cold qemu-img compare -T none -f "$fmt" -F "$fmt" "$f1" "$f2")
+    tc=$(timeit cold "$coblk_img" compare -T none -f "$fmt" -F "$fmt" "$f1" "$f2")
+    row "  same, cold, -T none (O_DIRECT) for both" "$tq" "$tc" ""
+    tq=$(timeit warm qemu-img compare -T writeback -f "$fmt" -F "$fmt" "$f1" "$f2")
+    tc=$(timeit warm "$coblk_img" compare -T writeback -f "$fmt" -F "$fmt" "$f1" "$f2")
+    row "  same, warm, -T writeback for both" "$tq" "$tc" ""
+  fi
+}
+cmp_case "raw (50% data, 50% holes)" raw "$src" "$dir/copy-1g.raw"
+cmp_case "raw (100% random data)" raw "$full" "$dir/full-copy.raw"
+cmp_case "vmdk (50% data)" vmdk "$dir/a.vmdk" "$dir/b.vmdk"
+cmp_case "vmdk (100% random data)" vmdk "$dir/fa.vmdk" "$dir/fb.vmdk"
 
-tq=$(timeit cold_vmdk qemu-img compare a.vmdk b.vmdk)
-tc=$(timeit cold_vmdk "$coblk_img" compare a.vmdk b.vmdk)
-row "compare vmdk vs vmdk (50% data)" "$tq" "$tc" \
-  "$("$coblk_img" compare -q a.vmdk b.vmdk; echo "exit $?")"
-tq=$(timeit warm_vmdk qemu-img compare a.vmdk b.vmdk)
-tc=$(timeit warm_vmdk "$coblk_img" compare a.vmdk b.vmdk)
-row "  same, page cache warm for both" "$tq" "$tc" ""
+# The floor under any warm compare that reads (both tools must copy every
+# compared byte out of the page cache): dd's copy rate, one stream and two
+# in parallel (this machine's cores), on the fully written pair.
+warm_full() { cat "$full" "$dir/full-copy.raw" >/dev/null; }
+dd1() { dd if="$full" of=/dev/null bs=2M status=none; dd if="$dir/full-copy.raw" of=/dev/null bs=2M status=none; }
+dd2() {
+  dd if="$full" of=/dev/null bs=2M status=none &
+  dd if="$dir/full-copy.raw" of=/dev/null bs=2M status=none
+  wait
+}
+t1=$(timeit warm_full dd1)
+t2=$(timeit warm_full dd2)
+printf "%-44s %9ss %9ss  (2 GiB: %.1f / %.1f GB/s)\n" "page-cache copy floor, 1 / 2 dd streams" \
+  "$t1" "$t2" "$(echo "2.147 / $t1" | bc -l)" "$(echo "2.147 / $t2" | bc -l)"

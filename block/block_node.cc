@@ -592,8 +592,8 @@ Task<Result<BlockStatus>> BlockNode::block_status(bool want_zero, int64_t offset
 }
 
 // QEMU's bdrv_co_block_status: align the query, ask the driver, follow
-// kStatusRaw into the file, and refine data in the file child with its
-// zero information.
+// kStatusRaw into the file, and, where the driver sets kStatusRecurse,
+// refine data with the zero information of the node holding it.
 Task<Result<BlockStatus>> BlockNode::block_status_recursive(bool want_zero, int64_t offset,
                                                             int64_t bytes) {
   const int64_t total = size_;
@@ -637,10 +637,18 @@ Task<Result<BlockStatus>> BlockNode::block_status_recursive(bool want_zero, int6
       BlockNode* b = backing();
       if (!b || (want_zero && offset >= b->size())) st.status |= kStatusZero;
     }
-    BlockNode* f = file();
-    if (want_zero && f && st.file == f && (st.status & kStatusData) &&
-        !(st.status & kStatusZero) && (st.status & kStatusOffsetValid)) {
-      Result<BlockStatus> fs = co_await f->block_status_recursive(want_zero, st.map, st.pnum);
+    // Only where the driver asks for it (kStatusRecurse), as QEMU 7.2: a
+    // sparse format's allocated cluster over a hole of its file stays data.
+    const bool recurse = st.status & kStatusRecurse;
+    st.status &= ~static_cast<uint32_t>(kStatusRecurse);
+    if (recurse && !(st.status & kStatusOffsetValid && st.file)) {
+      co_return MakeError(EIO, "Block driver '" + DriverName(driver_) +
+                                   "' returned a recurse status without a mapping");
+    }
+    if (want_zero && recurse && st.file != this && (st.status & kStatusData) &&
+        !(st.status & kStatusZero)) {
+      Result<BlockStatus> fs =
+          co_await st.file->block_status_recursive(want_zero, st.map, st.pnum);
       if (fs) {
         if ((fs->status & kStatusEof) && (fs->pnum == 0 || (fs->status & kStatusZero))) {
           st.status |= kStatusZero;  // past the file's end reads as zeroes

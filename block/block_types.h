@@ -37,6 +37,18 @@ enum BlockStatusBits : uint32_t {
   kStatusAllocated = 1u << 3,    // this layer determines the content
   kStatusEof = 1u << 4,          // the range reaches the end of the node
   kStatusRaw = 1u << 5,          // (internal) pass the query to `file` at `map`
+  // (internal) QEMU's BDRV_BLOCK_RECURSE: set by a driver beside
+  // kStatusData and kStatusOffsetValid when `file`'s own status at `map` may
+  // refine the answer (a hole in `file` reads as zeroes, so that part
+  // becomes kStatusZero). The generic layer asks `file` only then, and only
+  // for want_zero queries; otherwise a data answer stands as the driver
+  // gave it. Set it where the driver's layout says nothing about zeroes
+  // and the file's holes do (QEMU: vmdk's flat extents, qcow2 with
+  // preallocated metadata). A format that allocates on write (sparse vmdk
+  // grains) leaves it out, as QEMU does: such a cluster is data even where
+  // its file has a hole, and the lookup would cost a seek per answer.
+  // Callers never see this bit.
+  kStatusRecurse = 1u << 6,
 };
 
 struct BlockStatus {

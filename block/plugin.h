@@ -33,7 +33,10 @@
 // signature of a function a plugin calls, or this entry-point protocol.
 // Additions that change no existing layout or signature keep the number.
 // History: 1 first versioned ABI; 2 BlockNode::co_check takes CheckFix bits
-// (was bool), and driver reads may carry kReqPaddedPastEnd.
+// (was bool), and driver reads may carry kReqPaddedPastEnd. Within 2:
+// kStatusRecurse added (an addition: the generic layer now refines a data
+// answer with its file's holes only where the driver sets it; a plugin
+// that does not still answers correctly, only without that refinement).
 #define COBLK_PLUGIN_ABI_VERSION 2
 
 namespace coblk {

@@ -4,10 +4,12 @@
 #include <linux/fs.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <climits>
 #include <string>
@@ -47,6 +49,37 @@ int BlockingPreadvWith(PreadvFn read_fn, int fd, IoVector& qiov, int64_t offset)
     done += static_cast<size_t>(n);
   }
   return 0;
+}
+
+// cachestat(2)'s argument and result (linux/mman.h of 6.5; Debian 12's
+// headers predate it, and glibc has no wrapper).
+namespace {
+constexpr long kSysCachestat = 451;
+struct CachestatRange {
+  uint64_t off;
+  uint64_t len;
+};
+struct Cachestat {
+  uint64_t nr_cache;
+  uint64_t nr_dirty;
+  uint64_t nr_writeback;
+  uint64_t nr_evicted;
+  uint64_t nr_recently_evicted;
+};
+std::atomic<bool> g_have_cachestat{true};
+}  // namespace
+
+bool FullyInPageCache(int fd, int64_t offset, int64_t bytes) {
+  if (bytes <= 0 || offset < 0 || !g_have_cachestat.load(std::memory_order_relaxed)) return false;
+  static const int64_t page = sysconf(_SC_PAGESIZE);
+  CachestatRange range{static_cast<uint64_t>(offset), static_cast<uint64_t>(bytes)};
+  Cachestat cs{};
+  if (::syscall(kSysCachestat, fd, &range, &cs, 0) != 0) {
+    if (errno == ENOSYS) g_have_cachestat.store(false, std::memory_order_relaxed);
+    return false;
+  }
+  const int64_t pages = (offset + bytes - 1) / page - offset / page + 1;
+  return cs.nr_cache >= static_cast<uint64_t>(pages);
 }
 
 int BlockingPreadv(int fd, IoVector& qiov, int64_t offset) {

@@ -24,6 +24,11 @@ int BlockingPwritev(int fd, const IoVector& qiov, int64_t offset);
 // fallocate(2) that retries EINTR.
 int Fallocate(int fd, int mode, int64_t offset, int64_t len);
 
+// Whether the page cache holds every page of [offset, offset+bytes) of fd's
+// file (cachestat(2), Linux 6.5; false where the kernel lacks it). Cheap: a
+// walk of the cache's index, no copy. Safe on the event loop thread.
+bool FullyInPageCache(int fd, int64_t offset, int64_t bytes);
+
 // Current length of fd (regular file or block device), or -errno.
 int64_t FileLength(int fd);
 

@@ -36,7 +36,9 @@ FileNode::~FileNode() { CloseFd(); }
 void FileNode::CloseFd() {
   // Closing the open file description also drops its OFD locks.
   if (fd_ >= 0) ::close(fd_);
+  if (cached_fd_ >= 0) ::close(cached_fd_);
   fd_ = -1;
+  cached_fd_ = -1;
   aio_ = nullptr;
 }
 
@@ -114,6 +116,15 @@ Status FileNode::OpenFd(bool read_only) {
   set_size(RoundUpToSector(len));
   written_end_ = len;
   align_ = ProbeDirectAlignment(fd_, config_.direct);
+  if (config_.direct && is_regular_) {
+    cached_fd_ = ::open(name.c_str(), O_RDONLY | O_CLOEXEC);
+    struct stat again;
+    if (cached_fd_ >= 0 && (fstat(cached_fd_, &again) < 0 || again.st_ino != st.st_ino ||
+                            again.st_dev != st.st_dev)) {
+      ::close(cached_fd_);  // renamed over meanwhile: not the same file
+      cached_fd_ = -1;
+    }
+  }
   return OkStatus();
 }
 
@@ -197,6 +208,13 @@ Task<Status> FileNode::TrimPadding() {
 
 Task<Status> FileNode::Rw(bool write, int64_t offset, IoVector& qiov) {
   if (fd_ < 0) co_return MakeError(EBADF, "file: I/O on a closed node");
+  // A large read whose every page is cached: a copy on the pool (see
+  // cached_fd_). Small reads keep the direct path's latency.
+  if (!write && cached_fd_ >= 0 && static_cast<int64_t>(qiov.size()) >= kPageCacheReadMin &&
+      FullyInPageCache(fd_, offset, static_cast<int64_t>(qiov.size()))) {
+    ++page_cache_reads_;
+    co_return co_await PoolRw(false, offset, qiov, cached_fd_);
+  }
   const bool bounce =
       config_.direct && (!qiov.is_aligned(align_.buffer) || qiov.count() > IOV_MAX);
   if (!bounce) co_return co_await DirectRw(write, offset, qiov);
@@ -211,14 +229,13 @@ Task<Status> FileNode::Rw(bool write, int64_t offset, IoVector& qiov) {
 }
 
 Task<Status> FileNode::DirectRw(bool write, int64_t offset, IoVector& qiov) {
-  if (!aio_) co_return co_await PoolRw(write, offset, qiov);
+  if (!aio_) co_return co_await PoolRw(write, offset, qiov, fd_);
   const uint64_t off = static_cast<uint64_t>(offset);
   if (write) co_return co_await aio_->pwritev(fd_, qiov, off);
   co_return co_await aio_->preadv(fd_, qiov, off);
 }
 
-Task<Status> FileNode::PoolRw(bool write, int64_t offset, IoVector& qiov) {
-  const int fd = fd_;
+Task<Status> FileNode::PoolRw(bool write, int64_t offset, IoVector& qiov, int fd) {
   IoVector* v = &qiov;
   auto job = [fd, v, offset, write] {
     return write ? BlockingPwritev(fd, *v, offset) : BlockingPreadv(fd, *v, offset);
@@ -385,6 +402,8 @@ Task<Status> FileNode::co_close() {
   const int fd = fd_;
   fd_ = -1;
   aio_ = nullptr;
+  if (cached_fd_ >= 0) ::close(cached_fd_);
+  cached_fd_ = -1;
   if (fd >= 0 && ::close(fd) < 0)
     co_return ErrnoError("file: closing '" + config_.filename + "' failed");
   co_return OkStatus();

@@ -4,7 +4,8 @@
 //  * native: O_DIRECT requests go through the event loop's shared AioEngine
 //    (libaio), batched into io_submit;
 //  * threads: blocking preadv/pwritev on the ThreadPool (buffered files, or
-//    aio=threads).
+//    aio=threads; and, with O_DIRECT, large reads of ranges the page cache
+//    holds entirely, see cached_fd_).
 // With O_DIRECT, requests are aligned by the generic layer to the probed
 // alignment; buffers that are not (or have more than IOV_MAX entries) are
 // bounced here. fallocate, fdatasync and ftruncate always use the pool.
@@ -50,6 +51,12 @@ class FileNode final : public BlockNode {
 
   bool direct() const { return config_.direct; }
   bool native_aio() const { return aio_ != nullptr; }
+  // Direct-mode reads served from the page cache so far (see Rw; tests).
+  uint64_t page_cache_reads() const { return page_cache_reads_; }
+
+  // A direct-mode read at least this long whose range the page cache holds
+  // entirely is copied from the cache instead (see Rw).
+  static constexpr int64_t kPageCacheReadMin = 256 * 1024;
 
  protected:
   Task<Status> co_preadv(int64_t offset, int64_t bytes, IoVector& qiov, uint32_t flags) override;
@@ -73,7 +80,7 @@ class FileNode final : public BlockNode {
   Task<Status> TrimPadding();
   Task<Status> Rw(bool write, int64_t offset, IoVector& qiov);
   Task<Status> DirectRw(bool write, int64_t offset, IoVector& qiov);
-  Task<Status> PoolRw(bool write, int64_t offset, IoVector& qiov);
+  Task<Status> PoolRw(bool write, int64_t offset, IoVector& qiov, int fd);
   Task<Status> Fdatasync();
   int WriteZeroesBlocking(int64_t offset, int64_t bytes, uint32_t flags);
   int ZeroRangeBlocking(int64_t offset, int64_t bytes);
@@ -82,6 +89,19 @@ class FileNode final : public BlockNode {
 
   FileConfig config_;
   int fd_ = -1;
+  // cache.direct=on, regular files: a second, buffered, read-only
+  // descriptor of the same open file's inode, for reads whose whole range
+  // the page cache already holds (Rw). Such pages are the file's current
+  // content (the kernel invalidates them on O_DIRECT writes, fallocate and
+  // truncate, through any descriptor), so copying them returns what an
+  // O_DIRECT read would, without the device I/O an O_DIRECT read of cached
+  // pages still does (it writes back dirty pages, then reads the disk).
+  // Reads that miss the cache in any page stay O_DIRECT, so cache=none
+  // still never fills the cache. Opened and closed with fd_ (loop thread;
+  // pool jobs use it only while a request is in flight, as fd_); -1 where
+  // it could not be opened.
+  int cached_fd_ = -1;
+  uint64_t page_cache_reads_ = 0;  // loop thread only
   bool is_regular_ = false;
   bool is_char_device_ = false;  // /dev/null and the like: buffered, nothing to sync
   DirectAlignment align_;

@@ -83,7 +83,10 @@ Task<Status> VmdkNode::co_preadv(int64_t offset, int64_t bytes, IoVector& qiov, 
     auto m = co_await e->lookup(in_extent);
     if (!m) co_return std::unexpected(m.error());
     const uint64_t grain = e->grain_bytes();
-    uint64_t n = std::min(total - done, grain - in_extent % grain);
+    // Never past the extent's end: an extent need not be a whole number of
+    // grains, and what follows it is the next extent's or padding past the
+    // disk's end (the write path cuts at the same place).
+    uint64_t n = std::min({total - done, grain - in_extent % grain, e->bytes() - in_extent});
 
     // Extend over following grains of the same extent that continue the
     // same file range (uncompressed data only) or share the same state.
@@ -96,7 +99,7 @@ Task<Status> VmdkNode::co_preadv(int64_t offset, int64_t bytes, IoVector& qiov, 
           next.grain_offset != m->grain_offset + (in_extent + n) / grain * grain -
                                    in_extent / grain * grain)
         break;
-      n += std::min(total - done - n, grain);
+      n += std::min({total - done - n, grain, e->bytes() - in_extent - n});
     }
 
     IoVector part = qiov.slice(done, n);
@@ -124,7 +127,7 @@ Task<Status> VmdkNode::co_preadv(int64_t offset, int64_t bytes, IoVector& qiov, 
 // QEMU (one grain per call), one call covers a whole run of grains in the
 // same state (a whole ZERO or flat extent, a whole table-less directory
 // entry, a table scanned in memory), so map costs what the image holds.
-Task<Result<BlockStatus>> VmdkNode::co_block_status(bool want_zero, int64_t offset,
+Task<Result<BlockStatus>> VmdkNode::co_block_status(bool, int64_t offset,
                                                     int64_t bytes) {
   const uint64_t pos = static_cast<uint64_t>(offset);
   Extent* e = find_extent(pos);
@@ -149,19 +152,10 @@ Task<Result<BlockStatus>> VmdkNode::co_block_status(bool want_zero, int64_t offs
         s.status |= kStatusOffsetValid;
         s.map = static_cast<int64_t>(m.grain_offset + in_grain);
       }
-      // QEMU's BDRV_BLOCK_RECURSE for flat extents: holes in the extent
-      // file read as zeroes (the generic layer only looks into "file").
-      if (want_zero && e->kind() == ExtentKind::kFlat && e->file() != file()) {
-        auto fs = co_await e->file()->block_status(true, s.map, s.pnum);
-        if (fs) {
-          if ((fs->status & kStatusEof) && (fs->pnum == 0 || (fs->status & kStatusZero))) {
-            s.status |= kStatusZero;
-          } else {
-            s.pnum = fs->pnum;
-            s.status |= fs->status & kStatusZero;
-          }
-        }
-      }
+      // QEMU's BDRV_BLOCK_RECURSE for flat extents only: holes in a flat
+      // extent's file read as zeroes, while a sparse extent's grain is
+      // data even over a hole of its file (qemu-img map says so).
+      if (e->kind() == ExtentKind::kFlat) s.status |= kStatusRecurse;
       break;
   }
   co_return s;
@@ -246,7 +240,7 @@ Task<Status> VmdkNode::reopen_extent(size_t index) {
   auto e = co_await Extent::OpenSparse(old.file(), old.writable(), cache_bytes);
   if (!e) co_return std::unexpected(e.error());
   (*e)->start = old.start;
-  (*e)->set_type_name(old.type_name());
+  (*e)->set_line_type(old.line_type());
   COBLK_CO_RETURN_IF_ERROR(co_await (*e)->enable_writes(old.writable()));
   extents_[index] = std::move(*e);
   co_return OkStatus();
@@ -323,6 +317,7 @@ InfoTree VmdkNode::get_specific_info() {
   t.values.emplace_back("create-type", create_type);
   InfoTree list;
   list.is_list = true;
+  list.children.reserve(extents_.size());
   for (const auto& e : extents_) list.children.emplace_back("", e->info());
   t.children.emplace_back("extents", std::move(list));
   return t;

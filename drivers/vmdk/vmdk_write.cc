@@ -26,7 +26,7 @@ Status NotWritable(const Extent& e) {
   if (e.kind() == ExtentKind::kSparse && e.layout().footer_lost)
     return MakeError(EACCES, "VMDK extent '" + e.file()->filename() +
                                  "' was cut before its footer: open for check only");
-  return MakeError(EACCES, "VMDK extent '" + (e.file() ? e.file()->filename() : e.type_name()) +
+  return MakeError(EACCES, "VMDK extent '" + (e.file() ? e.file()->filename() : std::string(e.type_name())) +
                                "' is read-only");
 }
 

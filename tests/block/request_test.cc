@@ -428,5 +428,49 @@ TEST_F(RequestTest, BlockStatusRawFollowsFile) {
   Disks().erase("bs");
 }
 
+// A driver's data answer is refined with its file's holes only when it
+// sets kStatusRecurse (QEMU's BDRV_BLOCK_RECURSE), only for want_zero
+// queries, and the bit never reaches the caller. (Every data answer over
+// "file" used to be refined, so map called a sparse VMDK grain over a hole
+// of its file zero where qemu-img says data.)
+TEST_F(RequestTest, BlockStatusRefinesDataOnlyWhenAsked) {
+  for (const char* kind : {"data", "recurse"}) {
+    auto n = Open(std::string("driver=testfmt,status=") + kind +
+                  ",file.driver=testmem,file.size=64k,file.align=512");
+    ASSERT_NE(n, nullptr);
+    auto* file = dynamic_cast<TestMemNode*>(n->file());
+    ASSERT_NE(file, nullptr);
+    file->fill(4096, 4096, 7);  // the rest of the file is a hole (zeroes)
+    auto st = sync_wait(loop(), n->block_status(true, 0, 64 * 1024));
+    ASSERT_TRUE(st) << st.error().ToString();
+    EXPECT_FALSE(st->status & kStatusRecurse);
+    EXPECT_EQ(st->status & (kStatusData | kStatusAllocated | kStatusOffsetValid),
+              kStatusData | kStatusAllocated | kStatusOffsetValid);
+    EXPECT_EQ(st->file, n->file());
+    if (std::string(kind) == "data") {
+      EXPECT_FALSE(st->status & kStatusZero);
+      EXPECT_EQ(st->pnum, 64 * 1024);
+      continue;
+    }
+    EXPECT_TRUE(st->status & kStatusZero);
+    EXPECT_EQ(st->pnum, 4096);
+    st = sync_wait(loop(), n->block_status(true, 4096, 64 * 1024));
+    ASSERT_TRUE(st);
+    EXPECT_FALSE(st->status & (kStatusZero | kStatusRecurse));
+    EXPECT_EQ(st->pnum, 4096);
+    st = sync_wait(loop(), n->block_status(false, 0, 64 * 1024));  // no refining
+    ASSERT_TRUE(st);
+    EXPECT_FALSE(st->status & (kStatusZero | kStatusRecurse));
+    EXPECT_EQ(st->pnum, 64 * 1024);
+  }
+  auto bad = Open("driver=testfmt,status=badrecurse,file.driver=testmem,file.size=64k");
+  ASSERT_NE(bad, nullptr);
+  auto st = sync_wait(loop(), bad->block_status(true, 0, 4096));
+  ASSERT_FALSE(st);
+  EXPECT_EQ(st.error().errnum(), EIO);
+  EXPECT_NE(st.error().message().find("recurse status without a mapping"), std::string::npos)
+      << st.error().ToString();
+}
+
 }  // namespace
 }  // namespace coblk::test

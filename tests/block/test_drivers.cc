@@ -272,6 +272,10 @@ class TestProtoDriver : public BlockDriver {
 class TestFmtNode : public BlockNode {
  public:
   using BlockNode::BlockNode;
+  // What block status answers (option status=): "raw" passes the query to
+  // the file; "data" is data at the same offset of the file; "recurse" the
+  // same with kStatusRecurse; "badrecurse" kStatusRecurse without a mapping.
+  std::string status_kind = "raw";
 
  protected:
   Task<Status> co_preadv(int64_t offset, int64_t bytes, IoVector& qiov, uint32_t flags) override {
@@ -281,6 +285,14 @@ class TestFmtNode : public BlockNode {
     co_return co_await file()->pwritev(offset, bytes, qiov, flags);
   }
   Task<Result<BlockStatus>> co_block_status(bool, int64_t offset, int64_t bytes) override {
+    if (status_kind == "data") {
+      co_return BlockStatus{kStatusData | kStatusOffsetValid, bytes, offset, file()};
+    }
+    if (status_kind == "recurse") {
+      co_return BlockStatus{kStatusData | kStatusOffsetValid | kStatusRecurse, bytes, offset,
+                            file()};
+    }
+    if (status_kind == "badrecurse") co_return BlockStatus{kStatusData | kStatusRecurse, bytes};
     co_return BlockStatus{kStatusRaw | kStatusOffsetValid, bytes, offset, file()};
   }
 };
@@ -296,6 +308,7 @@ class TestFmtDriver : public BlockDriver {
     auto file = co_await ctx.open_child("file", ChildRole::kFile, ctx.filename);
     if (!file) co_return std::unexpected(file.error());
     auto node = std::make_shared<TestFmtNode>(this, ctx.loop);
+    node->status_kind = ctx.options.get_string("status", "raw");
     node->add_child("file", ChildRole::kFile, *file);
     node->set_size((*file)->size());
     co_return node;
