@@ -874,9 +874,14 @@ void ExtentChecker::check_footer() {
 
 Task<Result<bool>> ExtentChecker::directory_plausible(uint64_t gd_sector, std::string* why) {
   const uint64_t gt_bytes = layout_.l2_table_bytes(), gd_end = gd_sector + gd_sectors_;
-  if (gd_sector < overhead_sectors_ || gd_end > file_sectors_ ||
+  // Over the header or the descriptor (QEMU's layout keeps directories and
+  // tables before the first grain, coblk's streams after the grains).
+  const uint64_t desc = header_.desc_offset;
+  const uint64_t desc_end = !desc ? 0 : header_.desc_size > UINT64_MAX - desc ? UINT64_MAX : desc + header_.desc_size;
+  auto over_header = [&](uint64_t b, uint64_t e) { return b < 1 || (b < desc_end && e > desc); };
+  if (over_header(gd_sector, gd_end) || gd_end > file_sectors_ ||
       gd_sector * kSectorSize + layout_.l1_table_bytes() > file_size_) {
-    *why = "it lies outside the file or over the header area";
+    *why = "it lies outside the file or over the header";
     co_return false;
   }
   std::vector<uint32_t> gd;
@@ -888,7 +893,7 @@ Task<Result<bool>> ExtentChecker::directory_plausible(uint64_t gd_sector, std::s
     for (uint64_t k = 0; k < count; ++k) {
       const uint64_t t = gd[k], i = first + k;
       if (!t) continue;
-      if (t < overhead_sectors_ || t * kSectorSize + gt_bytes > file_size_ ||
+      if (over_header(t, t + gt_sectors_) || t * kSectorSize + gt_bytes > file_size_ ||
           (t < gd_end && t + gt_sectors_ > gd_sector)) {
         *why = StrFormat("its entry %" PRIu64 " names a grain table outside the file or over metadata", i);
         co_return false;
