@@ -14,6 +14,8 @@
 #   huge/huge.vmdk          2^40-sector monolithicSparse, one grain (64 MiB directory, a hole)
 #   many/flat4k, flat40k    4,000 / 40,000 one-sector FLAT lines of one file
 #   many/zero100k           100,000 ZERO lines
+#   many/flat65k            65,000 FLAT lines of one file (the most a 1 MiB
+#                           descriptor holds; QEMU 7.2 opens the file per line)
 #   vmdk3/v3.vmdk           1 KiB VMDK3 declaring 2^32 sectors
 #   stream/bigrain.vmdk     streamOptimized, one 1 GiB grain holding 4 KiB of data
 #   deep/l0.vmdk            a 2,000-level backing chain
@@ -27,7 +29,8 @@
 # Usage: bench/hostile_vs_qemu.sh [build-dir]   (default: build)
 #   BEFORE=<dir holding older coblk-img and coblk-io> adds a "before" column
 #   OUT=<dir> (default build-dir/bench-hostile), TIMEOUT=30, RUNS=1,
-#   FILES="huge/huge.vmdk ..." to measure only some files, OPS="info map check read".
+#   FILES="huge/huge.vmdk ..." to measure only some files, OPS="info map check read"
+#   (rread: the read with -r, a read-only open).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$here/build}
@@ -43,7 +46,7 @@ for t in coblk-img coblk-io drivers_vmdk_test; do
   [ -x "$build/bin/$t" ] || { echo "$build/bin/$t not built (scripts/build.sh release)"; exit 1; }
 done
 
-if [ ! -f "$out/deep/l0.vmdk" ]; then
+if [ ! -f "$out/deep/l0.vmdk" ] || [ ! -f "$out/many/flat65k.vmdk" ]; then
   echo "writing the hostile corpus to $out ..." >&2
   mkdir -p "$out"
   COBLK_HOSTILE_OUT=$out "$build/bin/drivers_vmdk_test" \
@@ -51,7 +54,8 @@ if [ ! -f "$out/deep/l0.vmdk" ]; then
 fi
 
 files=${FILES:-"confine/in/child.vmdk loop/self.vmdk loop/a.vmdk huge/zero8e.vmdk huge/huge.vmdk
-  many/flat4k.vmdk many/flat40k.vmdk many/zero100k.vmdk vmdk3/v3.vmdk stream/bigrain.vmdk
+  many/flat4k.vmdk many/flat40k.vmdk many/zero100k.vmdk many/flat65k.vmdk vmdk3/v3.vmdk
+  stream/bigrain.vmdk
   deep/l0.vmdk"}
 
 stats=$(mktemp)
@@ -89,6 +93,7 @@ run_op() {
     map) measure "$img" map "${spec[@]}" ;;
     check) measure "$img" check "${spec[@]}" ;;
     read) measure "$io" -c "read 0 512" "${spec[@]}" ;;
+    rread) measure "$io" -r -c "read 0 512" "${spec[@]}" ;;
   esac
 }
 

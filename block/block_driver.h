@@ -52,6 +52,8 @@ struct OpenContext {
   // opened. open_child("file", ...) returns it; if the driver does not add it
   // to its node, the generic open does.
   std::shared_ptr<BlockNode> file;
+  // OpenFlags::check: opened to be checked or repaired (QEMU's BDRV_O_CHECK).
+  bool check = false;
   // Opens (or probes) the child whose options are under "<name>." or, if
   // absent, the filename given. allow_none: a missing child is not an error
   // (returns nullptr).

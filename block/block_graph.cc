@@ -1,6 +1,7 @@
 #include "block/block_graph.h"
 
 #include <atomic>
+#include <utility>
 #include <vector>
 
 #include "io/event_loop.h"
@@ -63,6 +64,7 @@ Task<Result<std::shared_ptr<BlockNode>>> OpenContext::open_child(const std::stri
 
 Task<Result<std::shared_ptr<BlockNode>>> BlockGraph::open(Options options, OpenFlags flags) {
   flags_ = flags;
+  check_top_ = flags.check;
   co_return co_await open_node(std::move(options), flags.read_only, /*protocol=*/false);
 }
 
@@ -142,6 +144,8 @@ Task<Result<std::shared_ptr<BlockNode>>> BlockGraph::probe_file(const std::strin
 
 Task<Result<std::shared_ptr<BlockNode>>> BlockGraph::open_node(Options options, bool read_only,
                                                                bool protocol) {
+  // The first node opened (the top one, before its children) only.
+  const bool check = std::exchange(check_top_, false);
   // json:{...} pseudo-filename: its keys join the options (explicit ones win).
   if (std::optional<std::string> f = options.peek("filename"); f && f->starts_with("json:")) {
     Result<Options> json = Options::ParseJson(std::string_view(*f).substr(5));
@@ -177,6 +181,7 @@ Task<Result<std::shared_ptr<BlockNode>>> BlockGraph::open_node(Options options, 
   OpenContext ctx{loop_, options, read_only, filename, *this};
   ctx.probed = probed_file != nullptr;
   ctx.no_backing = flags_.no_backing;
+  ctx.check = check;
   if (drv->has_file_child()) {
     if (const std::string alias(drv->file_child_alias()); !alias.empty() && options.has_prefix(alias)) {
       if (options.has_prefix("file"))

@@ -23,6 +23,11 @@ struct OpenFlags {
   bool read_only = false;
   bool probe_warning = true;   // print qemu-img's "WARNING: Image format was not specified"
   bool no_backing = false;     // -U style: do not open backing files
+  // Opened to be checked or repaired (qemu-img check; QEMU's BDRV_O_CHECK):
+  // a driver may then accept a damaged image that a normal open refuses,
+  // so that its check can report and repair it. The top node only: its
+  // children and backing files open normally.
+  bool check = false;
 };
 
 class BlockGraph {
@@ -71,6 +76,8 @@ class BlockGraph {
   // Backing files being opened below the current node (see open_child_node).
   static constexpr int kMaxBackingDepth = 64;
   int backing_depth_ = 0;
+  // OpenFlags::check, until the top node's open takes it.
+  bool check_top_ = false;
 };
 
 // Creates an image file with a format driver (and the file protocol).

@@ -33,13 +33,17 @@ std::string KitUsage() {
          "  --seed N               replay a run (the seed is printed at start)\n"
          "  --rounds N             QD32 rounds of random operations (default 24)\n"
          "  --fault-ops N          fault-injection workload length (default 30, at most 62)\n"
-         "  --dir DIR              where test images go (default: current directory)\n"
+         "  --dir DIR              where test images go (default: $COBLK_TEST_TMPDIR,\n"
+         "                         else the current directory)\n"
          "Environment COBLK_PLUGIN_PATH / COBLK_PLUGINS load plugins as in the tools.\n";
 }
 
 std::string ParseKitArgs(int argc, char** argv) {
   KitConfig& c = Config();
   bool seeded = false;
+  // A test runner may put every suite's files on one scratch filesystem
+  // (coblk's scripts/test.sh does); --dir still wins.
+  if (const char* dir = std::getenv("COBLK_TEST_TMPDIR"); dir && *dir) c.dir = dir;
   for (int i = 1; i < argc; ++i) {
     const std::string_view a = argv[i];
     auto value = [&](std::string* out) {

@@ -69,6 +69,7 @@ std::unique_ptr<OpenedImage> ImgOpen(const ImageSpec& spec, bool no_backing) {
   OpenFlags flags;
   flags.read_only = spec.read_only;
   flags.no_backing = no_backing;
+  flags.check = spec.check;
   auto blk = BlockBackend::Open(*img->loop, "", std::move(*opts), flags);
   if (!blk) {
     ImgError("Could not open '%s': %s", spec.filename.c_str(), blk.error().ToString().c_str());

@@ -98,6 +98,7 @@ Result<std::unique_ptr<BlockBackend>> OpenImage(EventLoop& loop, const ImageSpec
   OpenFlags flags;
   flags.read_only = spec.read_only;
   flags.probe_warning = spec.probe_warning;
+  flags.check = spec.check;
   return BlockBackend::Open(loop, "", std::move(*opts), flags);
 }
 

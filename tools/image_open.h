@@ -27,6 +27,8 @@ struct ImageSpec {
   std::vector<std::pair<std::string, std::string>> options;
   // Print the "probing guessed raw" warning (not again on a reopen).
   bool probe_warning = true;
+  // Open for check/repair (OpenFlags::check).
+  bool check = false;
 };
 
 // What a cache mode means above the protocol layer: whether every write must

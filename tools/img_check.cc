@@ -99,6 +99,9 @@ int ImgCheck(int argc, char** argv) {
   // qemu-img check's default cache mode (-T): the walk's many small table
   // reads go through the page cache instead of O_DIRECT.
   spec.cache = "writeback";
+  // As qemu-img check (BDRV_O_CHECK): a VMDK stream cut before its footer
+  // opens for the check to report and repair it.
+  spec.check = true;
   uint32_t fix = 0;
   bool quiet = false;
   std::string output = "human";
@@ -137,7 +140,9 @@ int ImgCheck(int argc, char** argv) {
   Result<CheckResult> r = sync_wait(*img->loop, node.check(fix));
   if (!r) {
     if (r.error().errnum() == ENOTSUP) {
-      ImgError("This image format does not support checks");
+      // "This image format does not support checks" (qemu-img's words,
+      // from BlockNode's default), or what the driver cannot repair.
+      ImgError("%s", r.error().message().c_str());
       return 63;
     }
     ImgError("Check failed: %s", std::strerror(r.error().errnum()));

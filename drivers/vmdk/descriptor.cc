@@ -161,6 +161,20 @@ Result<ExtentLine> ParseExtentLine(std::string_view line) {
   return e;
 }
 
+// Splits off the next line of `text`, trimmed.
+std::string_view NextLine(std::string_view& text) {
+  size_t nl = text.find('\n');
+  std::string_view raw = text.substr(0, nl);
+  text.remove_prefix(nl == std::string_view::npos ? text.size() : nl + 1);
+  return Trim(raw);
+}
+
+// An extent line starts with its access mode.
+bool IsExtentLine(std::string_view line) {
+  std::string_view probe = line;
+  return ParseAccess(NextToken(probe)).has_value();
+}
+
 }  // namespace
 
 const char* ExtentAccessName(ExtentAccess a) {
@@ -184,7 +198,7 @@ const char* ExtentTypeName(ExtentType t) {
   return "?";
 }
 
-Result<Descriptor> ParseDescriptor(std::string_view text) {
+Result<Descriptor> ParseDescriptor(std::string_view text, bool keep_extent_lines) {
   text = UntilNul(text);
   if (text.size() > kMaxDescriptorBytes)
     return MakeError(EFBIG, StrFormat("Descriptor too big: %zu bytes",
@@ -192,14 +206,10 @@ Result<Descriptor> ParseDescriptor(std::string_view text) {
   Descriptor d;
   bool have_cid = false, have_parent_cid = false;
   while (!text.empty()) {
-    size_t nl = text.find('\n');
-    std::string_view raw = text.substr(0, nl);
-    text.remove_prefix(nl == std::string_view::npos ? text.size() : nl + 1);
-    std::string_view line = Trim(raw);
+    std::string_view line = NextLine(text);
     if (line.empty() || line.front() == '#') continue;
 
-    std::string_view probe = line;
-    if (ParseAccess(NextToken(probe))) {
+    if (IsExtentLine(line)) {
       auto e = ParseExtentLine(line);
       if (!e) return std::unexpected(e.error());
       // QEMU skips empty extents (qemu-img writes "RW 0 SPARSE" for a
@@ -208,7 +218,8 @@ Result<Descriptor> ParseDescriptor(std::string_view text) {
       if (!CheckedAdd(d.total_sectors, e->sectors, &d.total_sectors) ||
           d.total_sectors > kMaxSectors)
         return MakeError(EFBIG, "Descriptor describes a disk that is too big");
-      d.extents.push_back(std::move(*e));
+      ++d.extent_count;
+      if (keep_extent_lines) d.extents.push_back(std::move(*e));
       continue;
     }
 
@@ -261,6 +272,20 @@ Result<Descriptor> ParseDescriptor(std::string_view text) {
   if (!have_cid) return MakeError(EINVAL, "Descriptor has no CID");
   if (!have_parent_cid) return MakeError(EINVAL, "Descriptor has no parentCID");
   return d;
+}
+
+ExtentLineReader::ExtentLineReader(std::string_view text) : rest_(UntilNul(text)) {}
+
+Result<std::optional<ExtentLine>> ExtentLineReader::next() {
+  while (!rest_.empty()) {
+    std::string_view line = NextLine(rest_);
+    if (line.empty() || line.front() == '#' || !IsExtentLine(line)) continue;
+    auto e = ParseExtentLine(line);
+    if (!e) return std::unexpected(e.error());
+    if (e->sectors == 0) continue;  // as ParseDescriptor
+    return std::optional<ExtentLine>(std::move(*e));
+  }
+  return std::optional<ExtentLine>();
 }
 
 Status CheckDescriptorFileCreateType(std::string_view ct) {

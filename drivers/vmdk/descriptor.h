@@ -25,7 +25,7 @@ inline constexpr size_t kMaxExtentFileName = 4095;  // PATH_MAX - 1
 inline constexpr uint32_t kNoParentCid = 0xffffffff;
 
 enum class ExtentAccess { kReadWrite, kReadOnly, kNoAccess };
-enum class ExtentType { kFlat, kSparse, kZero, kVmfs, kVmfsSparse, kSeSparse };
+enum class ExtentType : uint8_t { kFlat, kSparse, kZero, kVmfs, kVmfsSparse, kSeSparse };
 
 const char* ExtentAccessName(ExtentAccess a);  // "RW", "RDONLY", "NOACCESS"
 const char* ExtentTypeName(ExtentType t);      // "FLAT", "SPARSE", ...
@@ -51,14 +51,34 @@ struct Descriptor {
   // ddb.* entries and any other key=value lines, in order, values unquoted.
   std::vector<std::pair<std::string, std::string>> ddb;
   std::vector<std::pair<std::string, std::string>> other;
+  // Empty when parsed with keep_extent_lines = false (see ExtentLineReader).
   std::vector<ExtentLine> extents;
+  size_t extent_count = 0;     // extent lines (kept or not)
   uint64_t total_sectors = 0;  // sum of extent sectors; * 512 fits in int64
 
   bool has_parent() const { return parent_cid != kNoParentCid; }
 };
 
 // Requires CID and parentCID lines (QEMU fails to open without them).
-Result<Descriptor> ParseDescriptor(std::string_view text);
+// Every extent line is checked; with keep_extent_lines = false they are only
+// counted (extent_count), not stored: an opener then reads them one at a
+// time with ExtentLineReader, so that it never holds a copy of each of the
+// up to 100,000 lines of a 1 MiB descriptor.
+Result<Descriptor> ParseDescriptor(std::string_view text, bool keep_extent_lines = true);
+
+// The extent lines of descriptor text, one at a time, in order: exactly the
+// lines ParseDescriptor keeps (0-sector lines skipped), each parsed when it
+// is asked for. Holds a view of `text`, which must outlive it.
+class ExtentLineReader {
+ public:
+  explicit ExtentLineReader(std::string_view text);
+  // The next extent line; nullopt after the last; the line's error if it
+  // does not parse (not for text ParseDescriptor accepted).
+  Result<std::optional<ExtentLine>> next();
+
+ private:
+  std::string_view rest_;
+};
 
 // A separate descriptor file must name one of the create types QEMU accepts
 // there: monolithicFlat, vmfs, vmfsSparse, seSparse, twoGbMaxExtentSparse,

@@ -14,14 +14,18 @@
 
 namespace coblk::vmdk {
 
+// A flat or ZERO extent is this and nothing else (a descriptor may have
+// 100,000 of them): the kind, the file, its range and the sparse pointer.
+static_assert(sizeof(Extent) <= 40, "keep the per-extent state of flat and ZERO extents small");
+
 std::unique_ptr<Extent> Extent::Flat(BlockNode* file, uint64_t sectors, uint64_t start_sector,
-                                     std::string type_name) {
+                                     ExtentType type) {
   std::unique_ptr<Extent> e(new Extent());
   e->kind_ = ExtentKind::kFlat;
   e->file_ = file;
   e->sectors_ = sectors;
   e->flat_offset_ = start_sector * kSectorSize;
-  e->type_name_ = std::move(type_name);
+  e->set_line_type(type);
   return e;
 }
 
@@ -29,24 +33,26 @@ std::unique_ptr<Extent> Extent::Zero(uint64_t sectors) {
   std::unique_ptr<Extent> e(new Extent());
   e->kind_ = ExtentKind::kZero;
   e->sectors_ = sectors;
-  e->type_name_ = "ZERO";
+  e->set_line_type(ExtentType::kZero);
   return e;
 }
 
 Task<Result<std::unique_ptr<Extent>>> Extent::OpenSparse(BlockNode* file, bool read_write,
-                                                         uint64_t cache_bytes) {
+                                                         uint64_t cache_bytes, bool for_check) {
   const uint64_t file_size = static_cast<uint64_t>(file->size());
   if (file_size < 4) co_return MakeError(EINVAL, "File is too small, not a valid image");
   uint8_t magic_bytes[4];
   COBLK_CO_RETURN_IF_ERROR(co_await file->pread(0, magic_bytes, 4));
   const uint32_t magic = LoadBe32(magic_bytes, 0);
-  if (magic == kVmdk4Magic) co_return co_await OpenVmdk4(file, read_write, cache_bytes, file_size);
+  if (magic == kVmdk4Magic) co_return co_await OpenVmdk4(file, read_write, cache_bytes, file_size, for_check);
   if (magic == kVmdk3Magic) co_return co_await OpenVmdk3(file, cache_bytes, file_size);
   if (file_size >= 8) {
     uint8_t se_magic[8];
     COBLK_CO_RETURN_IF_ERROR(co_await file->pread(0, se_magic, 8));
     if (LoadLe64(se_magic, 0) == kSeSparseConstMagic)
-      co_return co_await OpenSeSparse(file, read_write, cache_bytes, file_size);
+      // Opened for check -r: read-only, so that the check itself says that
+      // it cannot repair seSparse (coblk-img check exits 63).
+      co_return co_await OpenSeSparse(file, read_write && !for_check, cache_bytes, file_size);
   }
   co_return MakeError(EINVAL, "Image not in VMDK format");
 }
@@ -66,19 +72,20 @@ static Task<Result<Sector>> ReadSector(BlockNode* file, uint64_t at) {
 }
 
 std::unique_ptr<Extent> Extent::NewSparse(BlockNode* file, const SparseLayout& layout,
-                                          std::string type_name) {
+                                          ExtentType type) {
   std::unique_ptr<Extent> e(new Extent());
   e->kind_ = ExtentKind::kSparse;
   e->file_ = file;
-  e->stream_tail_ = std::make_unique<StreamTail>();
-  e->layout_ = layout;
+  e->sp_ = new Sparse();  // ~Extent deletes it (kind_ is kSparse)
+  e->sp_->layout = layout;
   e->sectors_ = layout.sectors;
-  e->type_name_ = std::move(type_name);
+  e->set_line_type(type);
   return e;
 }
 
 Task<Result<std::unique_ptr<Extent>>> Extent::OpenVmdk4(BlockNode* file, bool read_write,
-                                                        uint64_t cache_bytes, uint64_t file_size) {
+                                                        uint64_t cache_bytes, uint64_t file_size,
+                                                        bool for_check) {
   auto sector = co_await ReadSector(file, 0);
   if (!sector) co_return std::unexpected(sector.error());
   auto header = Vmdk4Header::Decode(*sector);
@@ -86,24 +93,35 @@ Task<Result<std::unique_ptr<Extent>>> Extent::OpenVmdk4(BlockNode* file, bool re
   const Sector header_sector = *sector;
 
   std::optional<Vmdk4Header> footer;
+  bool footer_lost = false;
   if (NeedsFooter(*header)) {
     // streamOptimized: the footer near the end holds the real header.
     auto at = FooterOffset(file_size);
-    if (!at) co_return std::unexpected(at.error());
-    std::vector<uint8_t> bytes(kFooterBytes, 0);
-    Status st = co_await file->pread(static_cast<int64_t>(*at), bytes.data(),
-                                     static_cast<int64_t>(std::min<uint64_t>(kFooterBytes, file_size - *at)));
-    if (!st) co_return MakeError(st.error().errnum(), "Failed to read footer");
-    auto f = ValidateFooter(bytes);
-    if (!f) co_return std::unexpected(f.error());
-    footer = *f;
+    Result<Vmdk4Header> f = std::unexpected(at ? Error(EINVAL, "Invalid footer") : at.error());
+    if (at) {
+      std::vector<uint8_t> bytes(kFooterBytes, 0);
+      Status st = co_await file->pread(static_cast<int64_t>(*at), bytes.data(),
+                                       static_cast<int64_t>(std::min<uint64_t>(kFooterBytes, file_size - *at)));
+      if (!st) co_return MakeError(st.error().errnum(), "Failed to read footer");
+      f = ValidateFooter(bytes);
+    }
+    if (f && f->gd_offset != kGdAtEnd) {
+      footer = *f;
+    } else if (for_check) {
+      footer_lost = true;  // opened for check to rebuild the tail
+    } else {
+      // QEMU's message, and what to do about it.
+      co_return MakeError(EINVAL, "Invalid footer: the header says the grain directory is at the end "
+                                  "of the file (GD_AT_END) but no valid footer ends it; the stream may "
+                                  "have been cut off. 'coblk-img check -r all' rebuilds it from its grains");
+    }
   }
-  auto layout = LayoutFromVmdk4(*header, footer, file_size, read_write);
+  auto layout = LayoutFromVmdk4(*header, footer, file_size, read_write, footer_lost);
   if (!layout) co_return std::unexpected(layout.error());
 
-  std::unique_ptr<Extent> e = NewSparse(file, *layout, "SPARSE");
+  std::unique_ptr<Extent> e = NewSparse(file, *layout, ExtentType::kSparse);
   const Sector kept = footer ? footer->Encode() : header_sector;
-  e->header_sector_.assign(kept.begin(), kept.end());
+  e->sp_->header_sector.assign(kept.begin(), kept.end());
   COBLK_CO_RETURN_IF_ERROR(co_await e->load_directories(cache_bytes));
   co_return e;
 }
@@ -116,7 +134,7 @@ Task<Result<std::unique_ptr<Extent>>> Extent::OpenVmdk3(BlockNode* file, uint64_
   if (!header) co_return std::unexpected(header.error());
   auto layout = LayoutFromVmdk3(*header, file_size);
   if (!layout) co_return std::unexpected(layout.error());
-  std::unique_ptr<Extent> e = NewSparse(file, *layout, "VMFSSPARSE");
+  std::unique_ptr<Extent> e = NewSparse(file, *layout, ExtentType::kVmfsSparse);
   COBLK_CO_RETURN_IF_ERROR(co_await e->load_directories(cache_bytes));
   co_return e;
 }
@@ -140,7 +158,7 @@ Task<Result<std::unique_ptr<Extent>>> Extent::OpenSeSparse(BlockNode* file, bool
   COBLK_CO_RETURN_IF_ERROR(CheckSeSparseVolatileHeader(*vheader));
   auto layout = LayoutFromSeSparse(*header, file_size);
   if (!layout) co_return std::unexpected(layout.error());
-  std::unique_ptr<Extent> e = NewSparse(file, *layout, "SESPARSE");
+  std::unique_ptr<Extent> e = NewSparse(file, *layout, ExtentType::kSeSparse);
   COBLK_CO_RETURN_IF_ERROR(co_await e->load_directories(cache_bytes));
   co_return e;
 }
@@ -171,66 +189,70 @@ static Task<Status> ReadDirectory(BlockNode& file, uint64_t at, uint32_t count,
 // header cannot make this allocate more than the file holds; entries that
 // are 0 take no memory (SparseDirectory).
 Task<Status> Extent::load_directories(uint64_t cache_bytes) {
-  const uint64_t bytes = layout_.l1_table_bytes();
+  // A stream cut before its footer has no directory: all unallocated.
+  const uint64_t bytes = sp_->layout.footer_lost ? 0 : sp_->layout.l1_table_bytes();
   if (bytes) {
     Status st;
-    if (layout_.entry_size == 8) {
-      st = co_await ReadDirectory(*file_, layout_.l1_table_offset, layout_.l1_size, se_directory_);
+    if (sp_->layout.entry_size == 8) {
+      st = co_await ReadDirectory(*file_, sp_->layout.l1_table_offset, sp_->layout.l1_size,
+                                  sp_->se_directory);
       // "Has a table" marks, decoded lazily by table_offset like QEMU does.
-      directory_ = SparseDirectory<uint32_t>(layout_.l1_size);
-      for (uint32_t i = se_directory_.next_nonzero(0); i < layout_.l1_size;
-           i = se_directory_.next_nonzero(i + 1))
-        directory_.set(i, 1);
+      sp_->directory = SparseDirectory<uint32_t>(sp_->layout.l1_size);
+      for (uint32_t i = sp_->se_directory.next_nonzero(0); i < sp_->layout.l1_size;
+           i = sp_->se_directory.next_nonzero(i + 1))
+        sp_->directory.set(i, 1);
     } else {
-      st = co_await ReadDirectory(*file_, layout_.l1_table_offset, layout_.l1_size, directory_);
+      st = co_await ReadDirectory(*file_, sp_->layout.l1_table_offset, sp_->layout.l1_size,
+                                  sp_->directory);
     }
     if (!st)
       co_return MakeError(st.error().errnum(), "Could not read l1 table from extent '" +
                                                    file_->filename() + "'");
   }
-  directory_.resize(layout_.l1_size);
+  sp_->directory.resize(sp_->layout.l1_size);
 
-  if (layout_.l1_backup_offset && bytes) {
+  if (sp_->layout.l1_backup_offset && bytes) {
     // QEMU never compares the two directories; VirtualBox does. A mismatch
     // is reported (get_info, check) but the primary stays authoritative.
-    Status st = co_await ReadDirectory(*file_, layout_.l1_backup_offset, layout_.l1_size,
-                                       backup_directory_);
+    Status st = co_await ReadDirectory(*file_, sp_->layout.l1_backup_offset, sp_->layout.l1_size,
+                                       sp_->backup_directory);
     if (!st)
       co_return MakeError(st.error().errnum(), "Could not read l1 backup table from extent '" +
                                                    file_->filename() + "'");
     // Both zero or both non-zero is consistent: the tables live apart. Only
     // indices where either one is non-zero can differ.
-    for (uint32_t i = 0; i < layout_.l1_size; ++i) {
-      i = std::min(directory_.next_nonzero(i), backup_directory_.next_nonzero(i));
-      if (i >= layout_.l1_size) break;
-      if ((directory_[i] == 0) != (backup_directory_[i] == 0)) {
-        rgd_mismatch_ = StrFormat("grain directory entry %" PRIu32
-                                  " differs from the redundant grain directory",
-                                  i);
+    for (uint32_t i = 0; i < sp_->layout.l1_size; ++i) {
+      i = std::min(sp_->directory.next_nonzero(i), sp_->backup_directory.next_nonzero(i));
+      if (i >= sp_->layout.l1_size) break;
+      if ((sp_->directory[i] == 0) != (sp_->backup_directory[i] == 0)) {
+        sp_->rgd_mismatch = StrFormat("grain directory entry %" PRIu32
+                                      " differs from the redundant grain directory",
+                                      i);
         break;
       }
     }
   }
-  const uint64_t table_bytes = layout_.l2_table_bytes();
+  const uint64_t table_bytes = sp_->layout.l2_table_bytes();
   uint64_t tables = table_bytes ? cache_bytes / table_bytes : 1;
   tables = std::clamp<uint64_t>(tables, 1, UINT32_MAX);
-  cache_ = std::make_unique<GrainTableCache>(layout_.l1_size, static_cast<uint32_t>(table_bytes),
-                                             static_cast<uint32_t>(tables));
+  sp_->cache = std::make_unique<GrainTableCache>(
+      sp_->layout.l1_size, static_cast<uint32_t>(table_bytes), static_cast<uint32_t>(tables));
   co_return OkStatus();
 }
 
 Result<uint64_t> Extent::table_offset(uint32_t l1) const {
-  if (layout_.format == ExtentFormat::kSeSparse) {
-    auto gd = DecodeSeSparseGdEntry(layout_, se_directory_[l1]);
+  if (sp_->layout.format == ExtentFormat::kSeSparse) {
+    auto gd = DecodeSeSparseGdEntry(sp_->layout, sp_->se_directory[l1]);
     if (!gd) return std::unexpected(gd.error());
     return gd->allocated ? gd->gt_offset : 0;
   }
-  const uint64_t entry = directory_[l1];
+  const uint64_t entry = sp_->directory[l1];
   if (entry == 0) return uint64_t{0};
   const uint64_t offset = entry * kSectorSize;  // entry < 2^32: no overflow
   const uint64_t file_size = static_cast<uint64_t>(file_->size());
   // A grain table outside the file or over the header is corruption.
-  if (offset < kSectorSize || offset > file_size || layout_.l2_table_bytes() > file_size - offset)
+  if (offset < kSectorSize || offset > file_size ||
+      sp_->layout.l2_table_bytes() > file_size - offset)
     return MakeError(EIO, StrFormat("Grain table %" PRIu32 " at offset %" PRIu64
                                     " is outside the image file",
                                     l1, offset));
@@ -238,10 +260,10 @@ Result<uint64_t> Extent::table_offset(uint32_t l1) const {
 }
 
 Result<GrainMapping> Extent::decode_entry(const uint8_t* table, uint32_t l2) const {
-  std::span<const uint8_t> t(table, layout_.l2_table_bytes());
+  std::span<const uint8_t> t(table, sp_->layout.l2_table_bytes());
   GrainMapping m;
-  if (layout_.format == ExtentFormat::kSeSparse) {
-    auto g = DecodeSeSparseGtEntry(layout_, LoadLe64(t, size_t{l2} * 8));
+  if (sp_->layout.format == ExtentFormat::kSeSparse) {
+    auto g = DecodeSeSparseGtEntry(sp_->layout, LoadLe64(t, size_t{l2} * 8));
     if (!g) return std::unexpected(g.error());
     m.state = g->state == GrainState::kAllocated ? GrainMapping::kAllocated
               : g->state == GrainState::kZero    ? GrainMapping::kZero
@@ -251,7 +273,7 @@ Result<GrainMapping> Extent::decode_entry(const uint8_t* table, uint32_t l2) con
   }
   const uint32_t entry = LoadLe32(t, size_t{l2} * 4);
   if (entry == 0) return m;
-  if (layout_.has_zero_grain && entry == kGteZeroed) {
+  if (sp_->layout.has_zero_grain && entry == kGteZeroed) {
     m.state = GrainMapping::kZero;
     return m;
   }
@@ -271,20 +293,20 @@ bool Extent::try_lookup(uint64_t offset, GrainMapping* out, Status* error) {
     return true;
   }
   const uint64_t sector = offset / kSectorSize;
-  const uint64_t l1 = sector / layout_.l1_entry_sectors;
-  if (l1 >= layout_.l1_size) {
+  const uint64_t l1 = sector / sp_->layout.l1_entry_sectors;
+  if (l1 >= sp_->layout.l1_size) {
     *error = MakeError(EIO, "Grain directory index out of range");
     return true;
   }
   const uint32_t l2 =
-      static_cast<uint32_t>((sector / layout_.cluster_sectors) % layout_.l2_size);
+      static_cast<uint32_t>((sector / sp_->layout.cluster_sectors) % sp_->layout.l2_size);
   const uint32_t index = static_cast<uint32_t>(l1);
-  if (!uncommitted_.empty() && uncommitted_lookup(offset, out)) return true;
+  if (!sp_->uncommitted.empty() && uncommitted_lookup(offset, out)) return true;
   // A cached table implies a non-zero directory entry (tables are loaded
   // or installed only for those), so the hit path skips the directory.
-  const uint8_t* table = cache_->lookup(index);
+  const uint8_t* table = sp_->cache->lookup(index);
   if (!table) {
-    if (directory_[index] != 0) return false;
+    if (sp_->directory[index] != 0) return false;
     *out = GrainMapping{};
     return true;
   }
@@ -305,13 +327,13 @@ Task<Result<GrainMapping>> Extent::lookup(uint64_t offset) {
   }
   // Miss: load the grain table (once, however many requests want it).
   const uint64_t sector = offset / kSectorSize;
-  const uint32_t l1 = static_cast<uint32_t>(sector / layout_.l1_entry_sectors);
+  const uint32_t l1 = static_cast<uint32_t>(sector / sp_->layout.l1_entry_sectors);
   const uint32_t l2 =
-      static_cast<uint32_t>((sector / layout_.cluster_sectors) % layout_.l2_size);
+      static_cast<uint32_t>((sector / sp_->layout.cluster_sectors) % sp_->layout.l2_size);
   auto at = table_offset(l1);
   if (!at) co_return std::unexpected(at.error());
   if (*at == 0) co_return GrainMapping{};
-  auto table = co_await cache_->get(l1, *file_, *at);
+  auto table = co_await sp_->cache->get(l1, *file_, *at);
   if (!table) co_return std::unexpected(table.error());
   co_return decode_entry(*table, l2);
 }
@@ -332,7 +354,7 @@ Task<Result<Extent::Run>> Extent::lookup_run(uint64_t offset, uint64_t max_bytes
   // that has a grain (one step, however many empty entries lie between).
   auto table_gap = [&](uint64_t at) -> uint64_t {
     const uint64_t l1 = at / span;
-    if (l1 >= layout_.l1_size || !table_unallocated(static_cast<uint32_t>(l1))) return 0;
+    if (l1 >= sp_->layout.l1_size || !table_unallocated(static_cast<uint32_t>(l1))) return 0;
     uint64_t end = 0;
     if (!CheckedMul(next_table(static_cast<uint32_t>(l1)), span, &end) || end > bytes())
       end = bytes();
@@ -369,7 +391,8 @@ Task<Result<Extent::Run>> Extent::lookup_run(uint64_t offset, uint64_t max_bytes
       break;
     }
     if (m.state != first.state) break;
-    if (m.state == GrainMapping::kAllocated && m.grain_offset != first.grain_offset + (next - first_grain))
+    if (m.state == GrainMapping::kAllocated &&
+        m.grain_offset != first.grain_offset + (next - first_grain))
       break;
     run.bytes += std::min(grain, limit - run.bytes);
   }
@@ -378,7 +401,7 @@ Task<Result<Extent::Run>> Extent::lookup_run(uint64_t offset, uint64_t max_bytes
 
 Task<Status> Extent::read_allocated(const GrainMapping& m, uint64_t offset, IoVector& qiov) {
   const uint64_t in_grain = offset % grain_bytes();
-  if (kind_ == ExtentKind::kSparse && layout_.compressed)
+  if (kind_ == ExtentKind::kSparse && sp_->layout.compressed)
     co_return co_await read_compressed(m, in_grain, qiov);
   uint64_t at = 0;
   if (!CheckedAdd(m.grain_offset, in_grain, &at) || at > uint64_t{INT64_MAX} - qiov.size())
@@ -408,7 +431,7 @@ Task<Status> Extent::read_allocated(const GrainMapping& m, uint64_t offset, IoVe
 Task<Status> Extent::read_compressed(const GrainMapping& m, uint64_t offset_in_grain,
                                      IoVector& qiov) {
   constexpr uint64_t kCompressedChunk = 128 << 10;
-  const uint64_t grain = layout_.cluster_bytes();
+  const uint64_t grain = sp_->layout.cluster_bytes();
   const uint64_t file_size = static_cast<uint64_t>(file_->size());
   if (m.grain_offset >= file_size) co_return MakeError(EINVAL, "Compressed grain past end of file");
   const uint64_t readable = std::min(CompressedReadBytes(grain), file_size - m.grain_offset);
@@ -416,7 +439,7 @@ Task<Status> Extent::read_compressed(const GrainMapping& m, uint64_t offset_in_g
   COBLK_CO_RETURN_IF_ERROR(co_await file_->pread(static_cast<int64_t>(m.grain_offset), in.data(),
                                                  static_cast<int64_t>(in.size())));
   uint64_t head = 0, data_len = readable;
-  if (layout_.has_marker) {
+  if (sp_->layout.has_marker) {
     auto marker = GrainMarker::Decode(in);
     if (!marker) co_return std::unexpected(marker.error());
     head = GrainMarker::kGrainHeaderSize;
@@ -455,13 +478,19 @@ Task<Status> Extent::read_compressed(const GrainMapping& m, uint64_t offset_in_g
 // line's type (empty for a monolithic file, which has no extent line).
 InfoTree Extent::info() const {
   InfoTree t;
-  if (kind_ == ExtentKind::kSparse && layout_.compressed) t.values.emplace_back("compressed", "true");
+  // Room for exactly the values below (an image may list 100,000 extents).
+  size_t n = 3;
+  if (sparse()) n += 1 + sp_->layout.compressed + !sp_->rgd_mismatch.empty();
+  t.values.reserve(n);
+  if (kind_ == ExtentKind::kSparse && sp_->layout.compressed)
+    t.values.emplace_back("compressed", "true");
   t.values.emplace_back("virtual-size", std::to_string(bytes()));
   t.values.emplace_back("filename", file_ ? file_->filename() : "");
   if (kind_ == ExtentKind::kSparse)
-    t.values.emplace_back("cluster-size", std::to_string(layout_.cluster_bytes()));
-  t.values.emplace_back("format", type_name_);
-  if (!rgd_mismatch_.empty()) t.values.emplace_back("redundant-gd-mismatch", rgd_mismatch_);
+    t.values.emplace_back("cluster-size", std::to_string(sp_->layout.cluster_bytes()));
+  t.values.emplace_back("format", type_name());
+  if (sparse() && !sp_->rgd_mismatch.empty())
+    t.values.emplace_back("redundant-gd-mismatch", sp_->rgd_mismatch);
   return t;
 }
 

@@ -1,11 +1,23 @@
 // Extent: one piece of a VMDK disk — a flat file range, a sparse file
 // (VMDK4 / VMDK3 / seSparse) or a ZERO range — and the grain lookup for it.
+//
+// Memory: a descriptor may name 100,000 extents (issue 10), nearly all of
+// them flat or ZERO in practice. So an Extent holds only what every kind
+// needs (kind, sector range, file and offset, type name: 56 bytes, no heap
+// of its own); everything a sparse extent needs besides — layout, grain
+// directories, table cache, write and stream state, their locks and queues
+// — lives in Extent::Sparse, which only sparse extents allocate.
+//
+// Threads: an Extent is used only on its node's loop thread (every request
+// runs there, DESIGN.md), so none of its state needs atomics; the CoQueues
+// and CoMutexes in Sparse order coroutines on that thread, not threads.
 #pragma once
 
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -23,7 +35,7 @@
 
 namespace coblk::vmdk {
 
-enum class ExtentKind { kFlat, kZero, kSparse };
+enum class ExtentKind : uint8_t { kFlat, kZero, kSparse };
 
 // Where a guest offset's grain lives.
 struct GrainMapping {
@@ -33,28 +45,41 @@ struct GrainMapping {
 
 class Extent {
  public:
-  // Opens a flat extent of `sectors` sectors starting at start_sector in file.
+  // Opens a flat extent of `sectors` sectors starting at start_sector in
+  // file; `type` is its line's (FLAT or VMFS).
   static std::unique_ptr<Extent> Flat(BlockNode* file, uint64_t sectors, uint64_t start_sector,
-                                      std::string type_name);
+                                      ExtentType type);
   static std::unique_ptr<Extent> Zero(uint64_t sectors);
   // Opens a sparse extent by reading its headers and grain directory.
   // read_write selects QEMU's read-only-only checks (e.g. VMDK version 3).
   // cache_bytes bounds the memory for cached grain tables.
+  // for_check (OpenFlags::check): a streamOptimized extent whose header
+  // says GD_AT_END but whose footer is missing opens with
+  // layout().footer_lost instead of failing, for check to repair it.
   static Task<Result<std::unique_ptr<Extent>>> OpenSparse(BlockNode* file, bool read_write,
-                                                          uint64_t cache_bytes);
+                                                          uint64_t cache_bytes, bool for_check = false);
 
   ExtentKind kind() const { return kind_; }
   BlockNode* file() const { return file_; }
-  const SparseLayout& layout() const { return layout_; }
+  // A sparse extent's layout; a default (empty) one for flat and ZERO.
+  const SparseLayout& layout() const { return sparse() ? sp_->layout : kNoLayout; }
   uint64_t sectors() const { return sectors_; }
   uint64_t bytes() const { return sectors_ * kSectorSize; }
   // Grain size in bytes; a flat or zero extent is one grain.
   uint64_t grain_bytes() const {
-    return kind_ == ExtentKind::kSparse ? layout_.cluster_bytes() : bytes();
+    return sparse() ? sp_->layout.cluster_bytes() : bytes();
   }
-  bool compressed() const { return layout_.compressed; }
-  const std::string& type_name() const { return type_name_; }
-  void set_type_name(std::string t) { type_name_ = std::move(t); }
+  bool compressed() const { return sparse() && sp_->layout.compressed; }
+  // The type its extent line gives (nullopt for a monolithic file, which
+  // has no extent line), and its name ("FLAT", "SPARSE", ...; "" if none).
+  std::optional<ExtentType> line_type() const {
+    return has_line_type_ ? std::optional<ExtentType>(line_type_) : std::nullopt;
+  }
+  void set_line_type(std::optional<ExtentType> t) {
+    has_line_type_ = t.has_value();
+    line_type_ = t.value_or(ExtentType::kSparse);
+  }
+  const char* type_name() const { return has_line_type_ ? ExtentTypeName(line_type_) : ""; }
   // Virtual-disk position, set by the disk when extents are concatenated.
   uint64_t start = 0;  // bytes
   uint64_t end() const { return start + bytes(); }
@@ -75,21 +100,22 @@ class Extent {
     uint64_t bytes = 0;
   };
   Task<Result<Run>> lookup_run(uint64_t offset, uint64_t max_bytes);
-  // The grain directory's shape, for check: table i covers guest bytes
-  // [i * table_span_bytes(), (i + 1) * table_span_bytes()) of the extent.
-  uint32_t table_count() const { return layout_.l1_size; }
-  uint64_t table_span_bytes() const { return layout_.l1_entry_sectors * kSectorSize; }
+  // The grain directory's shape, for check (sparse extents only): table i
+  // covers guest bytes [i * table_span_bytes(), (i + 1) * table_span_bytes())
+  // of the extent.
+  uint32_t table_count() const { return sp_->layout.l1_size; }
+  uint64_t table_span_bytes() const { return sp_->layout.l1_entry_sectors * kSectorSize; }
   // True if table `l1` has no grain at all: its directory entry is 0 and
-  // no allocation into it is waiting to be committed.
+  // no allocation into it is waiting to be committed. Sparse extents only.
   bool table_unallocated(uint32_t l1) const {
-    return l1 < directory_.size() && directory_[l1] == 0 && uncommitted_.empty();
+    return l1 < sp_->directory.size() && sp_->directory[l1] == 0 && sp_->uncommitted.empty();
   }
   // The first directory index >= l1 whose table may hold a grain (see
   // table_unallocated), or table_count() if there is none. Runs of empty
-  // entries are skipped a directory page at a time.
+  // entries are skipped a directory page at a time. Sparse extents only.
   uint32_t next_table(uint32_t l1) const {
-    if (!uncommitted_.empty()) return std::min(l1, table_count());
-    return directory_.next_nonzero(l1);
+    if (!sp_->uncommitted.empty()) return std::min(l1, table_count());
+    return sp_->directory.next_nonzero(l1);
   }
 
   // Reads bytes at `offset` (relative to the extent) that lie inside one
@@ -104,7 +130,7 @@ class Extent {
   // in memory, since their on-disk copies are only written at flush.
   Task<Status> enable_writes(bool extent_writable);
   bool writable() const { return writable_; }
-  bool stream_layout() const { return stream_layout_; }
+  bool stream_layout() const { return sparse() && sp_->stream_layout; }
 
   // Allocating writes of one grain serialise on that grain; everything else
   // (other grains, overwrites of allocated grains) runs in parallel.
@@ -112,7 +138,8 @@ class Extent {
    public:
     GrainLock() = default;
     GrainLock(Extent* e, uint64_t grain) : extent_(e), grain_(grain) {}
-    GrainLock(GrainLock&& o) noexcept : extent_(std::exchange(o.extent_, nullptr)), grain_(o.grain_) {}
+    GrainLock(GrainLock&& o) noexcept
+        : extent_(std::exchange(o.extent_, nullptr)), grain_(o.grain_) {}
     GrainLock& operator=(GrainLock&&) = delete;
     ~GrainLock();
 
@@ -154,18 +181,24 @@ class Extent {
 
   // Facts for `info`.
   InfoTree info() const;
-  const GrainTableCache* cache() const { return cache_.get(); }
-  // Whether the primary and redundant grain directories disagreed at open.
-  const std::string& rgd_mismatch() const { return rgd_mismatch_; }
+  // The grain-table cache; nullptr for flat and ZERO extents.
+  const GrainTableCache* cache() const { return sparse() ? sp_->cache.get() : nullptr; }
+  // Whether the primary and redundant grain directories disagreed at open
+  // (empty if they agree, or the extent is not sparse).
+  const std::string& rgd_mismatch() const { return sparse() ? sp_->rgd_mismatch : kNoMismatch; }
 
  public:
   ~Extent();
+  Extent(const Extent&) = delete;  // owns sp_
+  Extent& operator=(const Extent&) = delete;
 
  private:
   Extent() = default;
+  bool sparse() const { return kind_ == ExtentKind::kSparse; }
 
   static Task<Result<std::unique_ptr<Extent>>> OpenVmdk4(BlockNode* file, bool read_write,
-                                                         uint64_t cache_bytes, uint64_t file_size);
+                                                         uint64_t cache_bytes, uint64_t file_size,
+                                                         bool for_check);
   static Task<Result<std::unique_ptr<Extent>>> OpenVmdk3(BlockNode* file, uint64_t cache_bytes,
                                                          uint64_t file_size);
   static Task<Result<std::unique_ptr<Extent>>> OpenSeSparse(BlockNode* file, bool read_write,
@@ -174,7 +207,7 @@ class Extent {
   // A sparse extent over `file` with a validated layout; the caller then
   // loads its directories.
   static std::unique_ptr<Extent> NewSparse(BlockNode* file, const SparseLayout& layout,
-                                           std::string type_name);
+                                           ExtentType type);
   Task<Status> load_directories(uint64_t cache_bytes);
   // Stream layout (extent_write.cc).
   Task<Status> begin_stream_session();
@@ -205,66 +238,88 @@ class Extent {
   Task<Status> write_table_sectors(uint32_t l1, const uint8_t* table, uint64_t first_sector,
                                    uint64_t last_sector);
 
-  ExtentKind kind_ = ExtentKind::kFlat;
-  BlockNode* file_ = nullptr;
-  uint64_t sectors_ = 0;
-  uint64_t flat_offset_ = 0;  // bytes, flat extents
-  SparseLayout layout_;
-  std::string type_name_;
-  // Decoded grain directory: VMDK3/VMDK4 entries as on disk (sector of the
-  // table, 0 = none); for seSparse 1 where the raw entry (se_directory_)
-  // is non-zero, so that "has a table" reads the same for every format.
-  SparseDirectory<uint32_t> directory_;
-  SparseDirectory<uint64_t> se_directory_;  // seSparse raw entries
-  std::unique_ptr<GrainTableCache> cache_;
-  std::string rgd_mismatch_;
-  // As read at open (VMDK4 only; empty otherwise): on the heap, so that
-  // flat and ZERO extents (a descriptor may have 100,000) stay small.
-  std::vector<uint8_t> header_sector_;
+  static inline const SparseLayout kNoLayout{};
+  static inline const std::string kNoMismatch;
 
-  // Write state.
+  // Everything only a sparse extent needs: made by NewSparse, absent for
+  // flat and ZERO extents. Used on the loop thread only (see the top
+  // of this file); the invariants of each part are stated beside it.
+  struct Sparse {
+    SparseLayout layout;
+    // Decoded grain directory: VMDK3/VMDK4 entries as on disk (sector of the
+    // table, 0 = none); for seSparse 1 where the raw entry (se_directory)
+    // is non-zero, so that "has a table" reads the same for every format.
+    SparseDirectory<uint32_t> directory;
+    SparseDirectory<uint64_t> se_directory;  // seSparse raw entries
+    std::unique_ptr<GrainTableCache> cache;
+    std::string rgd_mismatch;
+    // As read at open (VMDK4 only; empty otherwise).
+    std::vector<uint8_t> header_sector;
+
+    // Write state (extent_write.cc).
+    bool stream_layout = false;
+    // Stream layout state. Invariant: the directory the header (or, with
+    // GD_AT_END, the footer) on disk names, and every table it names, are
+    // never overwritten; grains only go to the append point after them.
+    bool stream_header_at_end = false;  // on-disk header says GD_AT_END
+    bool stream_session = false;        // header now names stream_gd_sector
+    bool stream_starting = false;       // begin_stream_session in progress
+    CoQueue stream_start_waiters;       // wait for stream_starting to clear
+    uint64_t stream_gd_sector = 0;      // directory the on-disk header/footer names
+    uint64_t stream_gd_end = 0;         // sector after it, 0 if not known to end the data
+    // Sector 0 as on disk (session only) and the lock that makes one tail
+    // (and header update) at a time: made by enable_writes for a
+    // stream-layout extent only (a CoMutex's empty deque alone allocates
+    // about 600 bytes, the sector 512).
+    struct StreamTail {
+      Sector header{};
+      CoMutex lock;
+    };
+    std::unique_ptr<StreamTail> stream_tail;
+    uint64_t stream_gen = 0;            // bumped by every entry change
+    uint64_t stream_clean_gen = 0;      // stream_gen the last durable tail holds
+    uint64_t append_sector = 0;         // next free sector in the file
+    SparseDirectory<uint32_t> backup_directory;  // redundant GD entries (sectors)
+    struct Range {
+      uint64_t begin, end;  // bytes
+    };
+    std::vector<Range> metadata;  // sorted, for check_data_target
+    // Grains with an allocating writer (GrainLock); others wait on the queue
+    // and re-check the map when it is released.
+    std::unordered_map<uint64_t, std::unique_ptr<CoQueue>> grain_locks;
+    uint64_t commit_timer = 0;
+    uint64_t reserved_end = 0;  // file size the allocator has grown to
+    uint64_t opened_size = 0;   // file size when writes were enabled
+    bool growing = false;       // one truncate (growth) at a time, see reserve()
+    CoQueue grow_waiters;
+    // Entries written but not committed: visible to lookups, put on disk by
+    // the background committer after a flush (crash-safety order: see the
+    // top of extent_write.cc).
+    std::unordered_map<uint64_t, uint32_t> uncommitted;  // grain index -> entry
+    bool committing = false;    // one run_commits at a time
+    Status commit_error;
+    CoQueue commit_waiters;
+  };
+
+  // Common to every kind (keep it small: see the top of this file).
+  ExtentKind kind_ = ExtentKind::kFlat;
   bool writable_ = false;
-  bool stream_layout_ = false;
-  // Stream layout state. Invariant: the directory the header (or, with
-  // GD_AT_END, the footer) on disk names, and every table it names, are
-  // never overwritten; grains only go to the append point after them.
-  bool stream_header_at_end_ = false;  // on-disk header says GD_AT_END
-  bool stream_session_ = false;        // header now names stream_gd_sector_
-  bool stream_starting_ = false;
-  CoQueue stream_start_waiters_;
-  uint64_t stream_gd_sector_ = 0;      // directory the on-disk header/footer names
-  uint64_t stream_gd_end_ = 0;         // sector after it, 0 if not known to end the data
-  // Sector 0 as on disk (session only) and the lock that makes one tail
-  // (and header update) at a time: on the heap, made by NewSparse, so that
-  // flat and ZERO extents (a descriptor may have 100,000) do not carry
-  // them (a CoMutex's empty deque alone allocates about 600 bytes).
-  struct StreamTail {
-    Sector header{};
-    CoMutex lock;
+  bool has_line_type_ = false;
+  ExtentType line_type_ = ExtentType::kSparse;
+  BlockNode* file_ = nullptr;  // null for ZERO
+  uint64_t sectors_ = 0;
+  // Flat: the byte offset of the extent in file_. Sparse: its Sparse,
+  // owned (made by NewSparse, deleted by ~Extent). ZERO: unused. Which one
+  // is live follows kind_, which never changes after construction.
+  union {
+    uint64_t flat_offset_ = 0;
+    Sparse* sp_;
   };
-  std::unique_ptr<StreamTail> stream_tail_;
-  uint64_t stream_gen_ = 0;            // bumped by every entry change
-  uint64_t stream_clean_gen_ = 0;      // stream_gen_ the last durable tail holds
-  uint64_t append_sector_ = 0;       // next free sector in the file
-  SparseDirectory<uint32_t> backup_directory_;  // redundant GD entries (sectors)
-  struct Range {
-    uint64_t begin, end;             // bytes
-  };
-  std::vector<Range> metadata_;      // sorted, for check_data_target
-  std::unordered_map<uint64_t, std::unique_ptr<CoQueue>> grain_locks_;
+
   static constexpr size_t kCommitThreshold = 4096;   // entries
   static constexpr size_t kMaxUncommitted = 16384;    // writers wait beyond this
   static constexpr std::chrono::milliseconds kCommitDelay{500};
-  uint64_t commit_timer_ = 0;
   static constexpr uint64_t kGrowStep = 64 << 20;
-  uint64_t reserved_end_ = 0;  // file size the allocator has grown to
-  uint64_t opened_size_ = 0;   // file size when writes were enabled
-  bool growing_ = false;
-  CoQueue grow_waiters_;
-  std::unordered_map<uint64_t, uint32_t> uncommitted_;  // grain index -> entry
-  bool committing_ = false;
-  Status commit_error_;
-  CoQueue commit_waiters_;
 };
 
 }  // namespace coblk::vmdk

@@ -46,94 +46,104 @@ uint64_t SectorsFor(uint64_t bytes) { return (bytes + kSectorSize - 1) / kSector
 
 Extent::GrainLock::~GrainLock() {
   if (!extent_) return;
-  auto it = extent_->grain_locks_.find(grain_);
+  auto it = extent_->sp_->grain_locks.find(grain_);
   std::unique_ptr<CoQueue> waiters = std::move(it->second);
-  extent_->grain_locks_.erase(it);
+  extent_->sp_->grain_locks.erase(it);
   waiters->notify_all();  // they re-check the map and one takes the lock
 }
 
 Task<Extent::GrainLock> Extent::lock_grain(uint64_t grain_index) {
   for (;;) {
-    auto it = grain_locks_.find(grain_index);
-    if (it == grain_locks_.end()) break;
+    auto it = sp_->grain_locks.find(grain_index);
+    if (it == sp_->grain_locks.end()) break;
     co_await it->second->wait();
   }
-  grain_locks_.emplace(grain_index, std::make_unique<CoQueue>());
+  sp_->grain_locks.emplace(grain_index, std::make_unique<CoQueue>());
   co_return GrainLock(this, grain_index);
 }
 
 Task<Status> Extent::enable_writes(bool extent_writable) {
   writable_ = extent_writable && kind_ != ExtentKind::kZero;
   if (!writable_ || kind_ != ExtentKind::kSparse) co_return OkStatus();
-  if (layout_.format != ExtentFormat::kVmdk4) {
-    writable_ = false;  // VMDK3 and seSparse are read-only, as in QEMU
+  if (sp_->layout.format != ExtentFormat::kVmdk4 || sp_->layout.footer_lost) {
+    // VMDK3 and seSparse are read-only, as in QEMU; a stream cut before
+    // its footer is open for check -r only (which writes the file itself).
+    writable_ = false;
     co_return OkStatus();
   }
   const uint64_t file_size = static_cast<uint64_t>(file_->size());
   // Compressed grains are packed; uncompressed ones stay grain-aligned.
-  append_sector_ = layout_.compressed ? SectorsFor(file_size) : layout_.next_cluster_sector;
-  reserved_end_ = file_size;
-  opened_size_ = file_size;
+  sp_->append_sector =
+      sp_->layout.compressed ? SectorsFor(file_size) : sp_->layout.next_cluster_sector;
+  sp_->reserved_end = file_size;
+  sp_->opened_size = file_size;
 
   // Everything that is not guest data: header and descriptor area before the
   // first grain, both directories and every table they point at.
-  metadata_.push_back({0, std::max<uint64_t>(kSectorSize, layout_.grain_start_sector * kSectorSize)});
-  const uint64_t gd_bytes = layout_.l1_table_bytes(), gt_bytes = layout_.l2_table_bytes();
-  if (gd_bytes) metadata_.push_back({layout_.l1_table_offset, layout_.l1_table_offset + gd_bytes});
-  if (layout_.l1_backup_offset)
-    metadata_.push_back({layout_.l1_backup_offset, layout_.l1_backup_offset + gd_bytes});
+  sp_->metadata.push_back(
+      {0, std::max<uint64_t>(kSectorSize, sp_->layout.grain_start_sector * kSectorSize)});
+  const uint64_t gd_bytes = sp_->layout.l1_table_bytes(), gt_bytes = sp_->layout.l2_table_bytes();
+  if (gd_bytes)
+    sp_->metadata.push_back({sp_->layout.l1_table_offset, sp_->layout.l1_table_offset + gd_bytes});
+  if (sp_->layout.l1_backup_offset)
+    sp_->metadata.push_back(
+        {sp_->layout.l1_backup_offset, sp_->layout.l1_backup_offset + gd_bytes});
   auto add_tables = [&](const SparseDirectory<uint32_t>& dir) {
     for (uint32_t i = dir.next_nonzero(0); i < dir.size(); i = dir.next_nonzero(i + 1)) {
       const uint64_t entry = dir[i];
-      metadata_.push_back({entry * kSectorSize, entry * kSectorSize + gt_bytes});
+      sp_->metadata.push_back({entry * kSectorSize, entry * kSectorSize + gt_bytes});
     }
   };
-  add_tables(directory_);
-  add_tables(backup_directory_);
-  std::sort(metadata_.begin(), metadata_.end(),
-            [](const Range& a, const Range& b) { return a.begin < b.begin; });
+  add_tables(sp_->directory);
+  add_tables(sp_->backup_directory);
+  std::sort(sp_->metadata.begin(), sp_->metadata.end(),
+            [](const Sparse::Range& a, const Sparse::Range& b) { return a.begin < b.begin; });
 
-  stream_layout_ = false;
-  if (layout_.compressed && layout_.gd_at_end) {
-    stream_layout_ = true;
-  } else if (layout_.compressed && layout_.has_marker && layout_.l1_table_offset >= kSectorSize &&
-             layout_.l1_table_offset % kSectorSize == 0) {
+  sp_->stream_layout = false;
+  if (sp_->layout.compressed && sp_->layout.gd_at_end) {
+    sp_->stream_layout = true;
+  } else if (sp_->layout.compressed && sp_->layout.has_marker &&
+             sp_->layout.l1_table_offset >= kSectorSize &&
+             sp_->layout.l1_table_offset % kSectorSize == 0) {
     // A stream whose header names its directory: one coblk left this way
     // when it crashed mid-session (see begin_stream_session). The tail's
     // GD marker right before the directory tells it from QEMU's
     // streamOptimized layout (tables preallocated after the header).
     Sector before{};
-    COBLK_CO_RETURN_IF_ERROR(co_await file_->pread(
-        static_cast<int64_t>(layout_.l1_table_offset - kSectorSize), before.data(), kSectorSize));
-    stream_layout_ = before == EncodeMetadataMarker(MarkerType::kGrainDirectory,
-                                                    SectorsFor(gd_bytes));
+    COBLK_CO_RETURN_IF_ERROR(
+        co_await file_->pread(static_cast<int64_t>(sp_->layout.l1_table_offset - kSectorSize),
+                              before.data(), kSectorSize));
+    sp_->stream_layout = before == EncodeMetadataMarker(MarkerType::kGrainDirectory,
+                                                        SectorsFor(gd_bytes));
   }
-  if (stream_layout_) {
+  if (sp_->stream_layout) {
+    sp_->stream_tail = std::make_unique<Sparse::StreamTail>();
     // Every table must stay in memory until the tail is written.
-    cache_ = std::make_unique<GrainTableCache>(layout_.l1_size, static_cast<uint32_t>(gt_bytes),
-                                               std::max<uint32_t>(1, layout_.l1_size));
-    const uint64_t gd_sector = layout_.l1_table_offset / kSectorSize;
+    sp_->cache =
+        std::make_unique<GrainTableCache>(sp_->layout.l1_size, static_cast<uint32_t>(gt_bytes),
+                                          std::max<uint32_t>(1, sp_->layout.l1_size));
+    const uint64_t gd_sector = sp_->layout.l1_table_offset / kSectorSize;
     // New grains may go right after the directory (over the footer and
     // end-of-stream marker, or whatever a crashed session left) only if
     // nothing the directory names lies after it.
     bool all_before = true;
-    for (uint32_t i = 0; i < layout_.l1_size; ++i) {
-      if (directory_[i] == 0) continue;
+    for (uint32_t i = 0; i < sp_->layout.l1_size; ++i) {
+      if (sp_->directory[i] == 0) continue;
       auto at = table_offset(i);
       if (!at) co_return std::unexpected(at.error());
-      if (directory_[i] >= gd_sector) all_before = false;
-      auto t = co_await cache_->get(i, *file_, *at);
+      if (sp_->directory[i] >= gd_sector) all_before = false;
+      auto t = co_await sp_->cache->get(i, *file_, *at);
       if (!t) co_return std::unexpected(t.error());
       std::span<const uint8_t> table(*t, gt_bytes);
-      for (uint32_t k = 0; k < layout_.l2_size; ++k) {
+      for (uint32_t k = 0; k < sp_->layout.l2_size; ++k) {
         const uint32_t v = LoadLe32(table, size_t{k} * 4);
-        if (v >= gd_sector && !(layout_.has_zero_grain && v == kGteZeroed)) all_before = false;
+        if (v >= gd_sector && !(sp_->layout.has_zero_grain && v == kGteZeroed)) all_before = false;
       }
-      directory_.set(i, kInMemoryTable);
+      sp_->directory.set(i, kInMemoryTable);
     }
-    stream_header_at_end_ = layout_.gd_at_end;
-    stream_gd_sector_ = gd_sector;
-    stream_gd_end_ = all_before ? gd_sector + SectorsFor(gd_bytes) : 0;
+    sp_->stream_header_at_end = sp_->layout.gd_at_end;
+    sp_->stream_gd_sector = gd_sector;
+    sp_->stream_gd_end = all_before ? gd_sector + SectorsFor(gd_bytes) : 0;
   }
   co_return OkStatus();
 }
@@ -153,25 +163,25 @@ Task<Status> Extent::enable_writes(bool extent_writable) {
 Task<Status> Extent::write_header_gd_offset(uint64_t gd_offset) {
   // Only gd_offset (header bytes 56..63) changes, so restoring GD_AT_END
   // gives back the original sector byte for byte.
-  StoreLe64(stream_tail_->header, 56, gd_offset);
-  COBLK_CO_RETURN_IF_ERROR(co_await file_->pwrite(0, stream_tail_->header.data(), kSectorSize));
+  StoreLe64(sp_->stream_tail->header, 56, gd_offset);
+  COBLK_CO_RETURN_IF_ERROR(co_await file_->pwrite(0, sp_->stream_tail->header.data(), kSectorSize));
   co_return co_await file_->flush();
 }
 
 Task<Status> Extent::begin_stream_session() {
-  while (stream_starting_) co_await stream_start_waiters_.wait();
-  if (stream_session_) co_return OkStatus();
-  stream_starting_ = true;
-  Status st = co_await file_->pread(0, stream_tail_->header.data(), kSectorSize);
+  while (sp_->stream_starting) co_await sp_->stream_start_waiters.wait();
+  if (sp_->stream_session) co_return OkStatus();
+  sp_->stream_starting = true;
+  Status st = co_await file_->pread(0, sp_->stream_tail->header.data(), kSectorSize);
   // The directory the footer names must be on disk before the header
   // names it: it is, it was read at open (written and flushed before).
-  if (st && stream_header_at_end_) st = co_await write_header_gd_offset(stream_gd_sector_);
+  if (st && sp_->stream_header_at_end) st = co_await write_header_gd_offset(sp_->stream_gd_sector);
   if (st) {
-    stream_session_ = true;
-    if (stream_gd_end_) append_sector_ = stream_gd_end_;
+    sp_->stream_session = true;
+    if (sp_->stream_gd_end) sp_->append_sector = sp_->stream_gd_end;
   }
-  stream_starting_ = false;
-  stream_start_waiters_.notify_all();
+  sp_->stream_starting = false;
+  sp_->stream_start_waiters.notify_all();
   co_return st;
 }
 
@@ -181,7 +191,8 @@ Task<Status> Extent::begin_stream_session() {
 // steps (costing no disk space) and trimmed back when the image is closed;
 // after a crash the excess is merely unused space at the end.
 Task<Result<uint64_t>> Extent::allocate(uint64_t bytes) {
-  if (stream_layout_ && !stream_session_) COBLK_CO_RETURN_IF_ERROR(co_await begin_stream_session());
+  if (sp_->stream_layout && !sp_->stream_session)
+    COBLK_CO_RETURN_IF_ERROR(co_await begin_stream_session());
   co_return co_await reserve(SectorsFor(bytes));
 }
 
@@ -189,42 +200,44 @@ Task<Result<uint64_t>> Extent::allocate(uint64_t bytes) {
 // (grains and stream tails) get disjoint ranges in call order.
 Task<Result<uint64_t>> Extent::reserve(uint64_t sectors) {
   // Grain-table entries are 32-bit sector numbers.
-  if (append_sector_ + sectors > kExtentMaxSectors)
+  if (sp_->append_sector + sectors > kExtentMaxSectors)
     co_return MakeError(ENOSPC, "VMDK extent '" + file_->filename() + "' is full");
-  const uint64_t at = append_sector_ * kSectorSize;
-  append_sector_ += sectors;
-  const uint64_t end = append_sector_ * kSectorSize;
+  const uint64_t at = sp_->append_sector * kSectorSize;
+  sp_->append_sector += sectors;
+  const uint64_t end = sp_->append_sector * kSectorSize;
   // Growth only ever extends the file: each truncate goes beyond every
   // earlier target, one at a time. While the file does not end on a grow
   // step (the first allocation of a session), everyone waits for the
   // growth before writing: extending a file whose last block is partial
   // while O_DIRECT writes into that block are in flight made ext4's
   // fdatasync fail with EIO (a stream image packs grains into it).
-  while (end > reserved_end_ || reserved_end_ % kGrowStep != 0) {
-    if (growing_) {
-      co_await grow_waiters_.wait();
+  while (end > sp_->reserved_end || sp_->reserved_end % kGrowStep != 0) {
+    if (sp_->growing) {
+      co_await sp_->grow_waiters.wait();
       continue;
     }
-    growing_ = true;
-    const uint64_t target = (std::max(end, reserved_end_) + kGrowStep - 1) / kGrowStep * kGrowStep;
+    sp_->growing = true;
+    const uint64_t target =
+        (std::max(end, sp_->reserved_end) + kGrowStep - 1) / kGrowStep * kGrowStep;
     Status st = co_await file_->truncate(static_cast<int64_t>(target), true, PreallocMode::kOff);
-    growing_ = false;
-    grow_waiters_.notify_all();
+    sp_->growing = false;
+    sp_->grow_waiters.notify_all();
     if (!st) co_return std::unexpected(st.error());
-    reserved_end_ = std::max(reserved_end_, target);
+    sp_->reserved_end = std::max(sp_->reserved_end, target);
   }
   co_return at;
 }
 
 Task<Status> Extent::finish_writes() {
   if (!writable_ || kind_ != ExtentKind::kSparse) co_return OkStatus();
-  if (stream_layout_) co_return co_await write_stream_tail(true);
+  if (sp_->stream_layout) co_return co_await write_stream_tail(true);
   // Only growth of this session is cut: whatever the file held beyond the
   // append point at open (an image from another writer) stays.
-  const uint64_t end = std::max(append_sector_ * kSectorSize, opened_size_);
+  const uint64_t end = std::max(sp_->append_sector * kSectorSize, sp_->opened_size);
   if (static_cast<uint64_t>(file_->size()) <= end) co_return OkStatus();
-  COBLK_CO_RETURN_IF_ERROR(co_await file_->truncate(static_cast<int64_t>(end), true, PreallocMode::kOff));
-  reserved_end_ = end;
+  COBLK_CO_RETURN_IF_ERROR(
+      co_await file_->truncate(static_cast<int64_t>(end), true, PreallocMode::kOff));
+  sp_->reserved_end = end;
   co_return OkStatus();
 }
 
@@ -235,9 +248,9 @@ Status Extent::check_data_target(uint64_t file_offset, uint64_t bytes) const {
                                     " lies past the end of '%s'; refusing to write",
                                     file_offset, file_->filename().c_str()));
   // First metadata range ending after file_offset; overlap if it starts before end.
-  auto it = std::upper_bound(metadata_.begin(), metadata_.end(), file_offset,
-                             [](uint64_t off, const Range& r) { return off < r.end; });
-  for (; it != metadata_.end() && it->begin < end; ++it) {
+  auto it = std::upper_bound(sp_->metadata.begin(), sp_->metadata.end(), file_offset,
+                             [](uint64_t off, const Sparse::Range& r) { return off < r.end; });
+  for (; it != sp_->metadata.end() && it->begin < end; ++it) {
     if (it->end > file_offset)
       return MakeError(EIO, StrFormat("Grain at offset %" PRIu64
                                       " overlaps VMDK metadata in '%s'; refusing to write",
@@ -247,9 +260,9 @@ Status Extent::check_data_target(uint64_t file_offset, uint64_t bytes) const {
 }
 
 Status Extent::check_can_allocate(uint64_t offset) const {
-  const uint64_t l1 = offset / kSectorSize / layout_.l1_entry_sectors;
-  if (l1 >= layout_.l1_size) return MakeError(EIO, "Grain directory index out of range");
-  if (directory_[l1] == 0 && !stream_layout_)
+  const uint64_t l1 = offset / kSectorSize / sp_->layout.l1_entry_sectors;
+  if (l1 >= sp_->layout.l1_size) return MakeError(EIO, "Grain directory index out of range");
+  if (sp_->directory[l1] == 0 && !sp_->stream_layout)
     return MakeError(EIO, StrFormat("Grain directory entry %" PRIu64
                                     " of '%s' has no grain table; refusing to allocate "
                                     "(writing would overwrite image metadata)",
@@ -259,24 +272,26 @@ Status Extent::check_can_allocate(uint64_t offset) const {
 
 Task<Status> Extent::update_entry(uint64_t offset, uint32_t value) {
   const uint64_t sector = offset / kSectorSize;
-  const uint32_t l1 = static_cast<uint32_t>(sector / layout_.l1_entry_sectors);
-  const uint32_t l2 = static_cast<uint32_t>((sector / layout_.cluster_sectors) % layout_.l2_size);
-  if (stream_layout_) {
-    uint8_t* table = cache_->lookup(l1);
-    if (!table) table = cache_->install(l1);
+  const uint32_t l1 = static_cast<uint32_t>(sector / sp_->layout.l1_entry_sectors);
+  const uint32_t l2 =
+      static_cast<uint32_t>((sector / sp_->layout.cluster_sectors) % sp_->layout.l2_size);
+  if (sp_->stream_layout) {
+    uint8_t* table = sp_->cache->lookup(l1);
+    if (!table) table = sp_->cache->install(l1);
     if (!table) co_return MakeError(EIO, "No room for an in-memory grain table");
-    directory_.set(l1, kInMemoryTable);
-    StoreLe32(std::span<uint8_t>(table, layout_.l2_table_bytes()), size_t{l2} * 4, value);
-    ++stream_gen_;
+    sp_->directory.set(l1, kInMemoryTable);
+    StoreLe32(std::span<uint8_t>(table, sp_->layout.l2_table_bytes()), size_t{l2} * 4, value);
+    ++sp_->stream_gen;
     co_return OkStatus();
   }
   // The grain's data is written; lookups see the new entry from now on,
   // and a background commit puts it on disk after a flush.
-  uncommitted_[sector / layout_.cluster_sectors] = value;
+  sp_->uncommitted[sector / sp_->layout.cluster_sectors] = value;
   schedule_commit();
   // Bound the metadata a crash could lose and the memory it takes.
-  while (uncommitted_.size() >= kMaxUncommitted && committing_) co_await commit_waiters_.wait();
-  if (!commit_error_) co_return std::unexpected(commit_error_.error());
+  while (sp_->uncommitted.size() >= kMaxUncommitted && sp_->committing)
+    co_await sp_->commit_waiters.wait();
+  if (!sp_->commit_error) co_return std::unexpected(sp_->commit_error.error());
   co_return OkStatus();
 }
 
@@ -284,59 +299,63 @@ Task<Status> Extent::update_entry(uint64_t offset, uint32_t value) {
 // many allocations), or at the latest kCommitDelay after the first one, so
 // the metadata a crash can lose stays bounded in time as well as in size.
 void Extent::schedule_commit() {
-  if (committing_) return;
-  if (uncommitted_.size() >= kCommitThreshold) {
+  if (sp_->committing) return;
+  if (sp_->uncommitted.size() >= kCommitThreshold) {
     cancel_commit_timer();
     spawn_now(run_commits());
     return;
   }
-  if (commit_timer_) return;
-  commit_timer_ = file_->loop().add_timer(kCommitDelay, [this] {
-    commit_timer_ = 0;
-    if (!committing_ && !uncommitted_.empty()) spawn_now(run_commits());
+  if (sp_->commit_timer) return;
+  sp_->commit_timer = file_->loop().add_timer(kCommitDelay, [this] {
+    sp_->commit_timer = 0;
+    if (!sp_->committing && !sp_->uncommitted.empty()) spawn_now(run_commits());
   });
 }
 
 void Extent::cancel_commit_timer() {
-  if (commit_timer_) file_->loop().cancel_timer(std::exchange(commit_timer_, 0));
+  if (sp_->commit_timer) file_->loop().cancel_timer(std::exchange(sp_->commit_timer, 0));
 }
 
-Extent::~Extent() { if (file_) cancel_commit_timer(); }
+Extent::~Extent() {
+  if (!sparse()) return;
+  cancel_commit_timer();
+  delete sp_;
+}
 
 // The background committer: repeatedly takes every uncommitted entry as one
 // batch (entries added meanwhile form the next), so the number of flushes
 // follows the disk's flush latency, not the number of allocations.
 Task<void> Extent::run_commits() {
-  committing_ = true;
-  while (!uncommitted_.empty()) {
+  sp_->committing = true;
+  while (!sp_->uncommitted.empty()) {
     std::vector<EntryUpdate> batch;
-    batch.reserve(uncommitted_.size());
-    for (const auto& [grain, value] : uncommitted_) {
-      const uint64_t sector = grain * layout_.cluster_sectors;
-      batch.push_back({static_cast<uint32_t>(sector / layout_.l1_entry_sectors),
-                       static_cast<uint32_t>(grain % layout_.l2_size), value, grain});
+    batch.reserve(sp_->uncommitted.size());
+    for (const auto& [grain, value] : sp_->uncommitted) {
+      const uint64_t sector = grain * sp_->layout.cluster_sectors;
+      batch.push_back({static_cast<uint32_t>(sector / sp_->layout.l1_entry_sectors),
+                       static_cast<uint32_t>(grain % sp_->layout.l2_size), value, grain});
     }
     Status st = co_await commit_batch(batch);
     if (!st) {
       // Entries stay uncommitted (and visible); the error surfaces on the
       // next write or flush, as a failed write-back would.
-      commit_error_ = st;
+      sp_->commit_error = st;
       break;
     }
     for (const EntryUpdate& u : batch) {
-      auto it = uncommitted_.find(u.grain);
-      if (it != uncommitted_.end() && it->second == u.value) uncommitted_.erase(it);
+      auto it = sp_->uncommitted.find(u.grain);
+      if (it != sp_->uncommitted.end() && it->second == u.value) sp_->uncommitted.erase(it);
     }
-    commit_waiters_.notify_all();
+    sp_->commit_waiters.notify_all();
   }
-  committing_ = false;
-  commit_waiters_.notify_all();
+  sp_->committing = false;
+  sp_->commit_waiters.notify_all();
 }
 
 bool Extent::uncommitted_lookup(uint64_t offset, GrainMapping* out) const {
-  auto it = uncommitted_.find(offset / kSectorSize / layout_.cluster_sectors);
-  if (it == uncommitted_.end()) return false;
-  if (layout_.has_zero_grain && it->second == kGteZeroed) {
+  auto it = sp_->uncommitted.find(offset / kSectorSize / sp_->layout.cluster_sectors);
+  if (it == sp_->uncommitted.end()) return false;
+  if (sp_->layout.has_zero_grain && it->second == kGteZeroed) {
     out->state = GrainMapping::kZero;
   } else {
     out->state = GrainMapping::kAllocated;
@@ -358,10 +377,10 @@ Task<Status> Extent::commit_batch(std::vector<EntryUpdate> batch) {
     auto at = table_offset(l1);
     if (!at) co_return std::unexpected(at.error());
     if (*at == 0) co_return MakeError(EIO, "Grain table disappeared during a write");
-    auto table = co_await cache_->get(l1, *file_, *at);
+    auto table = co_await sp_->cache->get(l1, *file_, *at);
     if (!table) co_return std::unexpected(table.error());
-    GrainTableCache::Pin pin(cache_.get(), l1);
-    std::span<uint8_t> t(*table, layout_.l2_table_bytes());
+    GrainTableCache::Pin pin(sp_->cache.get(), l1);
+    std::span<uint8_t> t(*table, sp_->layout.l2_table_bytes());
     uint64_t first = UINT64_MAX, last = 0;
     std::vector<std::pair<uint32_t, uint32_t>> old_values;  // l2, value before
     for (; i < batch.size() && batch[i].l1 == l1; ++i) {
@@ -387,61 +406,65 @@ Task<Status> Extent::commit_batch(std::vector<EntryUpdate> batch) {
 Task<Status> Extent::write_table_sectors(uint32_t l1, const uint8_t* table, uint64_t first_sector,
                                          uint64_t last_sector) {
   const uint64_t begin = first_sector * kSectorSize;
-  const uint64_t end = std::min<uint64_t>((last_sector + 1) * kSectorSize, layout_.l2_table_bytes());
-  const uint64_t primary = directory_[l1] * kSectorSize;
-  COBLK_CO_RETURN_IF_ERROR(co_await file_->pwrite(static_cast<int64_t>(primary + begin),
-                                                  table + begin, static_cast<int64_t>(end - begin)));
-  if (layout_.l1_backup_offset && l1 < backup_directory_.size() && backup_directory_[l1] != 0) {
-    const uint64_t backup = backup_directory_[l1] * kSectorSize;
-    COBLK_CO_RETURN_IF_ERROR(co_await file_->pwrite(static_cast<int64_t>(backup + begin),
-                                                    table + begin, static_cast<int64_t>(end - begin)));
+  const uint64_t end =
+      std::min<uint64_t>((last_sector + 1) * kSectorSize, sp_->layout.l2_table_bytes());
+  const uint64_t primary = sp_->directory[l1] * kSectorSize;
+  COBLK_CO_RETURN_IF_ERROR(co_await file_->pwrite(
+      static_cast<int64_t>(primary + begin), table + begin, static_cast<int64_t>(end - begin)));
+  if (sp_->layout.l1_backup_offset && l1 < sp_->backup_directory.size() &&
+      sp_->backup_directory[l1] != 0) {
+    const uint64_t backup = sp_->backup_directory[l1] * kSectorSize;
+    COBLK_CO_RETURN_IF_ERROR(co_await file_->pwrite(
+        static_cast<int64_t>(backup + begin), table + begin, static_cast<int64_t>(end - begin)));
   }
   co_return OkStatus();
 }
 
 Task<Status> Extent::drain_updates() {
+  if (!sparse()) co_return OkStatus();  // flat and ZERO extents commit nothing
   // A failed commit is retried here: flush is where its error belongs.
-  if (!commit_error_ && !committing_) commit_error_ = OkStatus();
-  if (!uncommitted_.empty() && !committing_) {
+  if (!sp_->commit_error && !sp_->committing) sp_->commit_error = OkStatus();
+  if (!sp_->uncommitted.empty() && !sp_->committing) {
     cancel_commit_timer();
     spawn_now(run_commits());
   }
-  while (committing_) co_await commit_waiters_.wait();
-  co_return commit_error_;
+  while (sp_->committing) co_await sp_->commit_waiters.wait();
+  co_return sp_->commit_error;
 }
 
 Task<Status> Extent::write_stream_tail(bool final) {
-  auto guard = co_await stream_tail_->lock.scoped_lock();
+  auto guard = co_await sp_->stream_tail->lock.scoped_lock();
   // Without a session the header and footer on disk are untouched.
-  if (!stream_session_) co_return OkStatus();
-  const uint64_t gen = stream_gen_;
-  const bool clean = gen == stream_clean_gen_;
+  if (!sp_->stream_session) co_return OkStatus();
+  const uint64_t gen = sp_->stream_gen;
+  const bool clean = gen == sp_->stream_clean_gen;
   if (!final && clean) co_return OkStatus();
-  const uint64_t gd_sectors = SectorsFor(layout_.l1_table_bytes());
-  auto header = Vmdk4Header::Decode(header_sector_);
+  const uint64_t gd_sectors = SectorsFor(sp_->layout.l1_table_bytes());
+  auto header = Vmdk4Header::Decode(sp_->header_sector);
   if (!header) co_return std::unexpected(header.error());
   header->rgd_offset = 0;
   header->flags &= ~kFlagRgd;
 
   // Built without suspending, so it holds exactly the entries of `gen`.
   std::vector<uint8_t> tail;
-  uint64_t gd_sector = stream_gd_sector_;
+  uint64_t gd_sector = sp_->stream_gd_sector;
   // At close with nothing new since the last tail, and nothing allocated
   // after it, the footer simply follows that tail's directory.
-  const bool footer_only = final && clean && stream_gd_end_ && append_sector_ == stream_gd_end_;
+  const bool footer_only =
+      final && clean && sp_->stream_gd_end && sp_->append_sector == sp_->stream_gd_end;
   if (!footer_only) {
-    const uint64_t gt_bytes = layout_.l2_table_bytes();
+    const uint64_t gt_bytes = sp_->layout.l2_table_bytes();
     const uint64_t gt_sectors = SectorsFor(gt_bytes);
     uint64_t tables = 0;
-    for (uint32_t i = 0; i < layout_.l1_size; ++i) tables += directory_[i] != 0;
+    for (uint32_t i = 0; i < sp_->layout.l1_size; ++i) tables += sp_->directory[i] != 0;
     const uint64_t sectors = tables * (1 + gt_sectors) + 1 + gd_sectors;
     tail.reserve(sectors * kSectorSize + kFooterBytes);
     std::vector<uint8_t> gd(gd_sectors * kSectorSize, 0);
-    const uint64_t base = append_sector_;  // reserve() below returns it
+    const uint64_t base = sp_->append_sector;  // reserve() below returns it
     auto append = [&tail](const uint8_t* p, size_t n) { tail.insert(tail.end(), p, p + n); };
-    for (uint32_t i = 0; i < layout_.l1_size; ++i) {
-      if (directory_[i] == 0) continue;
-      const uint8_t* table = cache_->lookup(i);
+    for (uint32_t i = 0; i < sp_->layout.l1_size; ++i) {
+      if (sp_->directory[i] == 0) continue;
+      const uint8_t* table = sp_->cache->lookup(i);
       if (!table) co_return MakeError(EIO, "In-memory grain table missing");
       Sector marker = EncodeMetadataMarker(MarkerType::kGrainTable, gt_sectors);
       append(marker.data(), marker.size());
@@ -460,8 +483,8 @@ Task<Status> Extent::write_stream_tail(bool final) {
     tail.insert(tail.end(), footer.begin(), footer.end());
   }
   const uint64_t tail_sectors = tail.size() / kSectorSize;
-  if (footer_only) append_sector_ = stream_gd_end_;  // nothing was allocated after it
-  const uint64_t expected_at = append_sector_ * kSectorSize;
+  if (footer_only) sp_->append_sector = sp_->stream_gd_end;  // nothing was allocated after it
+  const uint64_t expected_at = sp_->append_sector * kSectorSize;
   auto at = co_await reserve(tail_sectors);
   if (!at) co_return std::unexpected(at.error());
   if (*at != expected_at) co_return MakeError(EIO, "Stream tail moved while it was built");
@@ -476,26 +499,26 @@ Task<Status> Extent::write_stream_tail(bool final) {
     const int64_t tail_end = static_cast<int64_t>(*at + tail.size());
     if (file_->size() != tail_end)
       COBLK_CO_RETURN_IF_ERROR(co_await file_->truncate(tail_end, true, PreallocMode::kOff));
-    reserved_end_ = static_cast<uint64_t>(tail_end);
+    sp_->reserved_end = static_cast<uint64_t>(tail_end);
     COBLK_CO_RETURN_IF_ERROR(co_await file_->flush());
     COBLK_CO_RETURN_IF_ERROR(co_await write_header_gd_offset(kGdAtEnd));
-    stream_session_ = false;
-    stream_header_at_end_ = true;
-    stream_gd_sector_ = gd_sector;
-    stream_gd_end_ = gd_end;
-    append_sector_ = gd_end + kFooterBytes / kSectorSize;
-    stream_clean_gen_ = gen;
+    sp_->stream_session = false;
+    sp_->stream_header_at_end = true;
+    sp_->stream_gd_sector = gd_sector;
+    sp_->stream_gd_end = gd_end;
+    sp_->append_sector = gd_end + kFooterBytes / kSectorSize;
+    sp_->stream_clean_gen = gen;
     co_return OkStatus();
   }
   // The grains the new tables name, and the tables, become durable before
   // the header names them; the second flush makes the header durable.
   COBLK_CO_RETURN_IF_ERROR(co_await file_->flush());
   COBLK_CO_RETURN_IF_ERROR(co_await write_header_gd_offset(gd_sector));
-  stream_gd_sector_ = gd_sector;
-  stream_clean_gen_ = gen;
+  sp_->stream_gd_sector = gd_sector;
+  sp_->stream_clean_gen = gen;
   // Grains allocated while the tail was written lie after it; otherwise
   // the next grain goes right after the new directory.
-  stream_gd_end_ = gd_end;
+  sp_->stream_gd_end = gd_end;
   co_return OkStatus();
 }
 

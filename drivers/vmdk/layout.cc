@@ -116,11 +116,14 @@ Result<Vmdk4Header> ValidateFooter(std::span<const uint8_t> f) {
 
 Result<SparseLayout> LayoutFromVmdk4(
     const Vmdk4Header& header, const std::optional<Vmdk4Header>& footer_header,
-    uint64_t file_size, bool read_write) {
+    uint64_t file_size, bool read_write, bool footer_lost) {
   SparseLayout l;
   l.format = ExtentFormat::kVmdk4;
   Vmdk4Header h = header;
-  if (NeedsFooter(header)) {
+  if (NeedsFooter(header) && !footer_header && footer_lost) {
+    l.gd_at_end = true;
+    l.footer_lost = true;
+  } else if (NeedsFooter(header)) {
     if (!footer_header) return MakeError(EINVAL, "Invalid footer");
     h = *footer_header;  // the footer takes precedence over the header
     l.gd_at_end = true;
@@ -164,7 +167,9 @@ Result<SparseLayout> LayoutFromVmdk4(
   l.grain_start_sector = h.grain_offset;
   l.has_marker = (h.flags & kFlagMarker) != 0;
   l.has_zero_grain = (h.flags & kFlagZeroGrain) != 0;
-  if (l.l1_size != 0) {
+  if (l.footer_lost) {
+    // No directory: nothing is read at these offsets (see SparseLayout).
+  } else if (l.l1_size != 0) {
     auto gd = CheckTable("Grain directory", h.gd_offset, kSectorSize,
                          l.l1_table_bytes(), file_size);
     if (!gd) return std::unexpected(gd.error());

@@ -53,6 +53,11 @@ struct SparseLayout {
   bool has_marker = false;
   bool has_zero_grain = false;
   bool gd_at_end = false;          // header said GD_AT_END; footer was used
+  // GD_AT_END without a valid footer (a stream cut before its end), opened
+  // for check only: there is no directory (l1_table_offset and
+  // l1_backup_offset are 0 and never read), every grain reads as
+  // unallocated, writes are refused; check -r all rebuilds the tail.
+  bool footer_lost = false;
   // seSparse only, all in sectors.
   uint64_t sesparse_l2_tables_offset = 0;
   uint64_t sesparse_l2_tables_sectors = 0;
@@ -88,9 +93,11 @@ Result<Vmdk4Header> ValidateFooter(std::span<const uint8_t> footer);
 
 // `header` is the one at offset 0; `footer_header` must be given (from
 // ValidateFooter) when NeedsFooter(header).
+// footer_lost: a GD_AT_END header without a valid footer gives a layout
+// with footer_lost set (see SparseLayout) instead of "Invalid footer".
 Result<SparseLayout> LayoutFromVmdk4(
     const Vmdk4Header& header, const std::optional<Vmdk4Header>& footer_header,
-    uint64_t file_size, bool read_write);
+    uint64_t file_size, bool read_write, bool footer_lost = false);
 
 // --- VMDK3 (vmfsSparse, COWD) -----------------------------------------------
 Result<SparseLayout> LayoutFromVmdk3(const Vmdk3Header& h, uint64_t file_size);

@@ -12,10 +12,13 @@
 // sectors after the header area that nothing references, counted in grains.
 #include "drivers/vmdk/vmdk_check.h"
 
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <cinttypes>
 #include <cstring>
 
+#include "coroutine/spawn.h"
 #include "coroutine/when_all.h"
 #include "drivers/vmdk/bytes.h"
 #include "drivers/vmdk/compressed.h"
@@ -26,79 +29,170 @@ namespace coblk::vmdk {
 
 // ---- CheckBitmap ------------------------------------------------------------
 
+namespace {
+
+uint64_t BitsFrom(uint64_t bit) { return ~uint64_t{0} << bit; }                 // [bit, 64)
+uint64_t BitsBelow(uint64_t bit) { return bit ? ~uint64_t{0} >> (64 - bit) : 0; }  // [0, bit)
+
+// The bits of word w within [begin, end) (w must overlap the range).
+uint64_t RangeMask(uint64_t w, uint64_t begin, uint64_t end) {
+  uint64_t m = ~uint64_t{0};
+  if (w == begin / 64) m &= BitsFrom(begin % 64);
+  if (w == (end - 1) / 64 && end % 64) m &= BitsBelow(end % 64);
+  return m;
+}
+
+uint64_t SummaryWords(uint64_t words, uint64_t page_words) {
+  return std::max<uint64_t>(1, (words + page_words * 64 - 1) / (page_words * 64));
+}
+
+}  // namespace
+
+// The words are anonymous memory mapped by the bitmap itself: page
+// aligned, so that a summary page is an OS page (4 KiB), zero-filled and
+// allocated by the OS only where written. A bitmap of kHugeMinBytes to
+// kHugeMaxBytes (a file of 1 to 64 GiB) is 2 MiB aligned and asks for
+// transparent huge pages (a hint): a dense bitmap then costs one page
+// fault per 2 MiB instead of 512, which is most of a check's time for a
+// large image with its tables in the page cache. Memory stays bounded by
+// the bitmap's size (rounded up to 2 MiB); only a sparse bitmap costs more
+// than the parts it touches.
+namespace {
+
+constexpr uint64_t kHugePage = 2 << 20;
+constexpr uint64_t kHugeMinBytes = 256 << 10;
+constexpr uint64_t kHugeMaxBytes = 16 << 20;
+
+uint64_t RoundUp(uint64_t v, uint64_t to) { return (v + to - 1) / to * to; }
+
+// Zero-filled anonymous memory of at least `bytes`; *mapped is its length.
+void* MapZeroed(uint64_t bytes, uint64_t* mapped) {
+  bytes = RoundUp(std::max<uint64_t>(1, bytes), 4096);
+  if (bytes < kHugeMinBytes || bytes > kHugeMaxBytes) {
+    void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    *mapped = bytes;
+    return p == MAP_FAILED ? nullptr : p;
+  }
+  // 2 MiB aligned: map a huge page more and unmap the unaligned ends.
+  const uint64_t len = RoundUp(bytes, kHugePage);
+  void* p = ::mmap(nullptr, len + kHugePage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                   -1, 0);
+  if (p == MAP_FAILED) return nullptr;
+  const auto base = reinterpret_cast<uintptr_t>(p);
+  const uintptr_t aligned = RoundUp(base, kHugePage);
+  if (aligned > base) ::munmap(p, aligned - base);
+  if (aligned + len < base + len + kHugePage) ::munmap(reinterpret_cast<void*>(aligned + len), base + kHugePage - aligned);
+  (void)::madvise(reinterpret_cast<void*>(aligned), len, MADV_HUGEPAGE);
+  *mapped = len;
+  return reinterpret_cast<void*>(aligned);
+}
+
+}  // namespace
+
+MappedBuffer::MappedBuffer(uint64_t bytes) { data_ = static_cast<uint8_t*>(MapZeroed(bytes, &mapped_)); }
+
+MappedBuffer::~MappedBuffer() {
+  if (data_) ::munmap(data_, mapped_);
+}
+
+CheckBitmap::~CheckBitmap() {
+  if (words_) ::munmap(words_, mapped_);
+}
+
 bool CheckBitmap::init(uint64_t bits) {
-  std::free(words_);
+  if (words_) ::munmap(words_, mapped_);
+  words_ = nullptr;
+  bits_ = 0;
+  summary_.clear();
+  void* p = MapZeroed((bits + 63) / 64 * 8, &mapped_);
+  if (!p) return false;
+  words_ = static_cast<uint64_t*>(p);
   bits_ = bits;
-  words_ = static_cast<uint64_t*>(std::calloc(std::max<uint64_t>(1, (bits + 63) / 64), 8));
-  return words_ != nullptr;
+  summary_.assign(SummaryWords(words(), kPageWords), 0);
+  return true;
 }
 
 bool CheckBitmap::grow(uint64_t bits) {
   if (bits <= bits_) return true;
-  const uint64_t old_words = (bits_ + 63) / 64, words = (bits + 63) / 64;
-  if (words > old_words) {
-    auto* w = static_cast<uint64_t*>(std::realloc(words_, words * 8));
-    if (!w) return false;
-    std::memset(w + old_words, 0, (words - old_words) * 8);
-    words_ = w;
+  const uint64_t bytes = RoundUp((bits + 63) / 64 * 8, 4096);
+  if (bytes > mapped_) {
+    // The pages mremap adds are zero-filled, and untouched.
+    void* p = ::mremap(words_, mapped_, bytes, MREMAP_MAYMOVE);
+    if (p == MAP_FAILED) return false;
+    words_ = static_cast<uint64_t*>(p);
+    mapped_ = bytes;
   }
   bits_ = bits;
+  summary_.resize(SummaryWords(words(), kPageWords), 0);
   return true;
 }
 
 bool CheckBitmap::any(uint64_t begin, uint64_t end) const {
   end = std::min(end, bits_);
-  for (uint64_t i = begin; i < end;) {
-    if (i % 64 == 0 && end - i >= 64) {
-      if (words_[i / 64]) return true;
-      i += 64;
+  if (begin >= end) return false;
+  for (uint64_t w = begin / 64, last = (end - 1) / 64; w <= last;) {
+    if (!touched(w)) {
+      w = (w / kPageWords + 1) * kPageWords;
       continue;
     }
-    if (test(i)) return true;
-    ++i;
+    if (words_[w] & RangeMask(w, begin, end)) return true;
+    ++w;
   }
   return false;
 }
 
 void CheckBitmap::set(uint64_t begin, uint64_t end) {
   end = std::min(end, bits_);
-  for (uint64_t i = begin; i < end;) {
-    if (i % 64 == 0 && end - i >= 64) {
-      words_[i / 64] = ~uint64_t{0};
-      i += 64;
-      continue;
+  if (begin >= end) return;
+  for (uint64_t w = begin / 64, last = (end - 1) / 64; w <= last; ++w) {
+    // A page written for the first time is all zero: store without
+    // loading, so the OS faults it in once (for the write), not twice.
+    const uint64_t m = RangeMask(w, begin, end);
+    if (touched(w)) {
+      words_[w] |= m;
+    } else {
+      touch(w);
+      words_[w] = m;
     }
-    words_[i / 64] |= uint64_t{1} << (i % 64);
-    ++i;
   }
 }
 
 void CheckBitmap::clear(uint64_t begin, uint64_t end) {
   end = std::min(end, bits_);
-  for (uint64_t i = begin; i < end;) {
-    if (i % 64 == 0 && end - i >= 64) {
-      words_[i / 64] = 0;
-      i += 64;
+  if (begin >= end) return;
+  for (uint64_t w = begin / 64, last = (end - 1) / 64; w <= last;) {
+    if (!touched(w)) {  // nothing set there
+      w = (w / kPageWords + 1) * kPageWords;
       continue;
     }
-    words_[i / 64] &= ~(uint64_t{1} << (i % 64));
-    ++i;
+    words_[w] &= ~RangeMask(w, begin, end);
+    ++w;
   }
 }
 
 uint64_t CheckBitmap::find(uint64_t from, bool value) const {
   for (uint64_t i = from; i < bits_;) {
-    const uint64_t w = value ? words_[i / 64] : ~words_[i / 64];
-    const uint64_t masked = w & (~uint64_t{0} << (i % 64));
-    if (masked) return std::min(bits_, i / 64 * 64 + static_cast<uint64_t>(__builtin_ctzll(masked)));
-    i = (i / 64 + 1) * 64;
+    const uint64_t w = i / 64;
+    if (!touched(w)) {
+      if (!value) return i;
+      i = (w / kPageWords + 1) * kPageWords * 64;
+      continue;
+    }
+    const uint64_t masked = (value ? words_[w] : ~words_[w]) & BitsFrom(i % 64);
+    if (masked) return std::min(bits_, w * 64 + static_cast<uint64_t>(__builtin_ctzll(masked)));
+    i = (w + 1) * 64;
   }
   return bits_;
 }
 
 uint64_t CheckBitmap::end_of_set() const {
-  for (uint64_t w = (bits_ + 63) / 64; w-- > 0;)
+  for (uint64_t w = words(); w-- > 0;) {
+    if (!touched(w)) {
+      w = w / kPageWords * kPageWords;  // the loop steps below this page
+      continue;
+    }
     if (words_[w]) return w * 64 + 64 - static_cast<uint64_t>(__builtin_clzll(words_[w]));
+  }
   return 0;
 }
 
@@ -110,10 +204,16 @@ uint64_t SectorsFor(uint64_t bytes) { return (bytes + kSectorSize - 1) / kSector
 
 // Directory entries per chunk: 256 KiB of directory at a time.
 constexpr uint64_t kGdChunk = 65536;
-// Tables read at once in pass 2 (each up to 2 KiB for VMDK4).
-constexpr uint64_t kTablesAtOnce = 256;
-// Concurrent small reads (tables, grain markers).
-constexpr size_t kReadsInFlight = 64;
+// Bytes of grain tables (per side) read at once in pass 2.
+constexpr uint64_t kTableBatchBytes = 512 << 10;
+// Reads of ReadAll in flight at once.
+constexpr size_t kReadsInFlight = 16;
+// ReadAll merges requests whose file ranges lie at most kMaxGap apart into
+// one read of at most kMaxSpan bytes (unless one request alone is larger):
+// tables usually follow each other after the directory, and the grain
+// markers of a stream lie a compressed grain apart.
+constexpr uint64_t kMaxGap = 64 << 10;
+constexpr uint64_t kMaxSpan = 1 << 20;
 
 struct ReadReq {
   uint64_t offset;
@@ -121,16 +221,59 @@ struct ReadReq {
   uint64_t bytes;
 };
 
-Task<Status> ReadOne(BlockNode* file, ReadReq r) {
-  co_return co_await file->pread(static_cast<int64_t>(r.offset), r.buf, static_cast<int64_t>(r.bytes));
+// One merged read: requests [first, last) of the sorted list, covering the
+// file range [begin, end).
+struct ReadGroup {
+  size_t first, last;
+  uint64_t begin, end;
+  bool direct;  // the requests' buffers are one contiguous buffer, no gaps
+};
+
+// Reads a group into its requests' buffers: straight into them when they
+// are contiguous, else into a scratch buffer (owned by this coroutine frame
+// for the whole read) copied out afterwards.
+Task<Status> ReadGroupInto(BlockNode* file, const std::vector<ReadReq>* sorted, ReadGroup g) {
+  const int64_t len = static_cast<int64_t>(g.end - g.begin);
+  if (g.direct)
+    co_return co_await file->pread(static_cast<int64_t>(g.begin), (*sorted)[g.first].buf, len);
+  std::vector<uint8_t> scratch(g.end - g.begin);
+  COBLK_CO_RETURN_IF_ERROR(co_await file->pread(static_cast<int64_t>(g.begin), scratch.data(), len));
+  for (size_t k = g.first; k < g.last; ++k) {
+    const ReadReq& r = (*sorted)[k];
+    std::memcpy(r.buf, scratch.data() + (r.offset - g.begin), r.bytes);
+  }
+  co_return OkStatus();
 }
 
-// Reads every request, kReadsInFlight at a time; the first error.
+// Reads every request (the buffers must not overlap each other; the file
+// ranges may), merged into few large reads, kReadsInFlight of them at a
+// time; the first error. Memory: at most kReadsInFlight scratch buffers of
+// kMaxSpan bytes (or of one request, if larger).
 Task<Status> ReadAll(BlockNode& file, const std::vector<ReadReq>& reqs) {
-  for (size_t i = 0; i < reqs.size(); i += kReadsInFlight) {
+  std::vector<ReadReq> sorted(reqs);
+  std::sort(sorted.begin(), sorted.end(), [](const ReadReq& a, const ReadReq& b) {
+    return a.offset != b.offset ? a.offset < b.offset : a.buf < b.buf;
+  });
+  std::vector<ReadGroup> groups;
+  for (size_t k = 0; k < sorted.size(); ++k) {
+    const ReadReq& r = sorted[k];
+    if (!groups.empty()) {
+      ReadGroup& g = groups.back();
+      const uint64_t end = std::max(g.end, r.offset + r.bytes);
+      if (r.offset <= g.end + kMaxGap && end - g.begin <= kMaxSpan) {
+        const ReadReq& prev = sorted[k - 1];
+        g.direct = g.direct && r.offset == g.end && r.buf == prev.buf + prev.bytes;
+        g.end = end;
+        g.last = k + 1;
+        continue;
+      }
+    }
+    groups.push_back({k, k + 1, r.offset, r.offset + r.bytes, true});
+  }
+  for (size_t i = 0; i < groups.size(); i += kReadsInFlight) {
     std::vector<Task<Status>> batch;
-    for (size_t k = i; k < std::min(reqs.size(), i + kReadsInFlight); ++k)
-      batch.push_back(ReadOne(&file, reqs[k]));
+    for (size_t k = i; k < std::min(groups.size(), i + kReadsInFlight); ++k)
+      batch.push_back(ReadGroupInto(&file, &sorted, groups[k]));
     std::vector<Status> done = co_await when_all(std::move(batch));
     for (Status& st : done)
       if (!st) co_return st;
@@ -198,6 +341,7 @@ void ExtentChecker::mark_fixed_metadata() {
   meta_.set(0, 1);
   if (header_.desc_offset && header_.desc_size)
     meta_.set(header_.desc_offset, header_.desc_offset + std::min<uint64_t>(header_.desc_size, file_sectors_));
+  if (layout_.footer_lost) return;  // no directory, no footer
   const uint64_t gd = layout_.l1_table_offset / kSectorSize;
   meta_.set(gd, gd + gd_sectors_);
   if (stream_tail_layout_) meta_.set(gd - 1, gd);  // its GD marker
@@ -361,22 +505,159 @@ ExtentChecker::Classified ExtentChecker::classify(uint32_t v, uint64_t sector,
   return c;
 }
 
+// Pass 2 for one table: directory entry i, its table `t` (at
+// table_sector) and, if `rt` is not empty, the redundant copy (at
+// rtable_sector). With repair, changed tables are written back here.
+Task<Status> ExtentChecker::check_table(uint64_t i, std::span<uint8_t> t, uint64_t table_sector,
+                                        std::span<uint8_t> rt, uint64_t rtable_sector,
+                                        std::vector<std::array<uint8_t, 16>>& markers) {
+  const uint32_t l2 = layout_.l2_size;
+  const bool redundant = !rt.empty();
+  const uint64_t first_grain = i * l2;
+  // Grain markers of compressed entries, read all at once.
+  if (markers_) {
+    std::vector<ReadReq> reqs;
+    for (uint32_t j = 0; j < l2; ++j) {
+      const uint32_t v = LoadLe32(t, size_t{j} * 4);
+      markers[j].fill(0);
+      if (v > kGteZeroed && uint64_t{v} * kSectorSize < file_size_)
+        reqs.push_back({uint64_t{v} * kSectorSize, markers[j].data(),
+                        std::min<uint64_t>(16, file_size_ - uint64_t{v} * kSectorSize)});
+    }
+    COBLK_CO_RETURN_IF_ERROR(co_await ReadAll(file_, reqs));
+  }
+  bool primary_changed = false, redundant_changed = false;
+  for (uint32_t j = 0; j < l2; ++j) {
+    const uint64_t grain = first_grain + j;
+    const uint64_t sector = grain * grain_sectors_;
+    if (sector >= layout_.sectors) break;  // entries past the capacity are never read
+    const uint64_t guest = e_.start / kSectorSize + sector;
+    const uint32_t v = LoadLe32(t, size_t{j} * 4);
+    Classified c = classify(v, sector, markers[j].data());
+    uint32_t keep = v;
+    if (c.verdict == Verdict::kBad) {
+      f_.corruption(prefix() + StrFormat("grain-table entry for sector %" PRIu64 " %s", guest, c.why.c_str()));
+      keep = 0;
+    }
+    if (redundant) {
+      const uint32_t rv = LoadLe32(rt, size_t{j} * 4);
+      if (rv != v) {
+        std::array<uint8_t, 16> rmarker{};
+        if (markers_ && rv > kGteZeroed && uint64_t{rv} * kSectorSize < file_size_)
+          COBLK_CO_RETURN_IF_ERROR(co_await file_.pread(
+              static_cast<int64_t>(uint64_t{rv} * kSectorSize), rmarker.data(),
+              static_cast<int64_t>(std::min<uint64_t>(16, file_size_ - uint64_t{rv} * kSectorSize))));
+        Classified rc = classify(rv, sector, rmarker.data());
+        const bool p_ok = c.verdict != Verdict::kBad, r_ok = rc.verdict != Verdict::kBad;
+        // An entry of 0 against a valid one: that side lags (tables
+        // are written primary first, so normally the redundant one).
+        f_.corruption(prefix() + StrFormat("redundant grain table %" PRIu64 " differs at entry %" PRIu32
+                                           " (sector %" PRIu64 "): primary %" PRIu32 ", redundant %" PRIu32
+                                           "; %s",
+                                           i, j, guest, v, rv,
+                                           p_ok && r_ok && rv == 0 ? "the primary is plausible (the redundant lags)"
+                                           : p_ok && r_ok && v == 0 ? "the redundant is plausible (the primary lags); the primary is kept, as QEMU reads it"
+                                           : p_ok && r_ok           ? "both are plausible, the primary is kept"
+                                           : p_ok                   ? "the primary is plausible"
+                                           : r_ok                   ? "the redundant is plausible"
+                                                                    : "neither is plausible"));
+        if (fix_ & kCheckFixErrors) {
+          if (!p_ok && r_ok) {
+            // The primary entry was bad (counted above); the redundant
+            // one names valid data: take it.
+            c = rc;
+            keep = rv;
+          }
+          ++corruptions_fixed;
+        }
+      }
+    }
+    if (c.verdict == Verdict::kBad) {
+      if (fix_ & kCheckFixErrors) {
+        ++corruptions_fixed;
+        const uint64_t b = guest * kSectorSize;
+        const uint64_t end = std::min(b + layout_.cluster_bytes(), e_.start + e_.bytes());
+        f_.note(StrFormat("Repair: guest bytes %" PRIu64 "..%" PRIu64
+                          " now read as unallocated (their grain-table entry was cleared)",
+                          b, end - 1));
+      }
+    }
+    if (c.verdict == Verdict::kData) {
+      data_.set(c.begin, c.end);
+      ++allocated_grains;
+      if (layout_.compressed) {
+        ++compressed_grains;
+        ++fragmented_grains;  // as qcow2: compressed grains are fragmented by nature
+      } else if (last_data_sector_ >= 0 && c.begin != static_cast<uint64_t>(last_data_sector_)) {
+        ++fragmented_grains;
+      }
+      last_data_sector_ = static_cast<int64_t>(c.end);
+    }
+    if (fix_ & kCheckFixErrors) {
+      if (keep != v) {
+        StoreLe32(t, size_t{j} * 4, keep);
+        primary_changed = true;
+      }
+      if (redundant && LoadLe32(rt, size_t{j} * 4) != keep) {
+        StoreLe32(rt, size_t{j} * 4, keep);
+        redundant_changed = true;
+      }
+    }
+  }
+  // Primary first, then the redundant copy: see vmdk_repair.cc.
+  if (primary_changed) {
+    std::vector<uint8_t> copy(t.begin(), t.end());
+    COBLK_CO_RETURN_IF_ERROR(co_await write_table(table_sector, copy));
+  }
+  if (redundant_changed) {
+    std::vector<uint8_t> copy(rt.begin(), rt.end());
+    COBLK_CO_RETURN_IF_ERROR(co_await write_table(rtable_sector, copy));
+  }
+  co_return OkStatus();
+}
+
+namespace {
+
+// The tables of one batch of directory entries, and the reads filling them.
+struct TableBatch {
+  size_t from = 0, count = 0;  // todo[from, from + count)
+  uint8_t* tables = nullptr;   // kTableBatchBytes each
+  uint8_t* rtables = nullptr;
+  std::vector<ReadReq> reqs;
+};
+
+}  // namespace
+
+// Reads the tables of each directory chunk in batches of kTableBatchBytes;
+// while a batch is checked, the next one is read (double buffering; not
+// when repairing, which writes tables: its reads and writes stay in order).
+// Tables named by different directory entries never overlap (pass 1), so
+// a read in flight never covers a table being checked.
 Task<Status> ExtentChecker::walk_tables() {
   const uint32_t n = layout_.l1_size;
-  const uint32_t l2 = layout_.l2_size;
   const uint64_t gt_bytes = layout_.l2_table_bytes();
   const bool has_rgd = layout_.l1_backup_offset != 0;
   std::vector<uint32_t> gd, rgd;
-  std::vector<uint8_t> tables, rtables;
-  std::vector<std::array<uint8_t, 16>> markers(l2);
+  std::vector<std::array<uint8_t, 16>> markers(layout_.l2_size);
+  // A VMDK4 table is at most kMaxL2Size entries (2 KiB).
+  if (gt_bytes == 0 || gt_bytes > kTableBatchBytes) co_return MakeError(EINVAL, "L2 table size too big");
+  const uint64_t tables_at_once = kTableBatchBytes / gt_bytes;
   // Directory chunks holding a usable table (a huge, mostly empty
-  // directory is skipped through the bitmap), then their tables
-  // kTablesAtOnce at a time.
+  // directory is skipped through the bitmap), then their tables.
   std::vector<uint64_t> todo;
   auto chunk_of = [&](uint64_t from) {
     const uint64_t next = gd_ok_.find(from, true);
     return next >= n ? uint64_t{n} : next / kGdChunk * kGdChunk;
   };
+  // Both batches' buffers in one mapping: a huge page where the kernel
+  // gives one, instead of a page fault per 4 KiB.
+  MappedBuffer area(4 * kTableBatchBytes);
+  if (!area.data()) co_return MakeError(ENOMEM, "Out of memory for the grain tables");
+  TableBatch batches[2];
+  for (int x = 0; x < 2; ++x) {
+    batches[x].tables = area.data() + 2 * x * kTableBatchBytes;
+    batches[x].rtables = batches[x].tables + kTableBatchBytes;
+  }
   for (uint64_t first = chunk_of(0); first < n; first = chunk_of(first + kGdChunk)) {
     const uint64_t count = std::min<uint64_t>(kGdChunk, n - first);
     COBLK_CO_RETURN_IF_ERROR(co_await ReadEntries(file_, layout_.l1_table_offset, first, count, gd));
@@ -385,125 +666,46 @@ Task<Status> ExtentChecker::walk_tables() {
     todo.clear();
     for (uint64_t k = gd_ok_.find(first, true); k < first + count; k = gd_ok_.find(k + 1, true))
       todo.push_back(k - first);
-    for (size_t b = 0; b < todo.size(); b += kTablesAtOnce) {
-      const size_t batch = std::min<size_t>(kTablesAtOnce, todo.size() - b);
-      tables.assign(batch * gt_bytes, 0);
-      rtables.assign(has_rgd ? batch * gt_bytes : 0, 0);
-      std::vector<ReadReq> reqs;
-      for (size_t x = 0; x < batch; ++x) {
-        const uint64_t k = todo[b + x];
-        reqs.push_back({uint64_t{gd[k]} * kSectorSize, tables.data() + x * gt_bytes, gt_bytes});
+    // Sets up batch `tb` for todo[from, ...) and starts its reads.
+    auto start = [&](TableBatch& tb, size_t from) {
+      tb.from = from;
+      tb.count = std::min<size_t>(tables_at_once, todo.size() - from);
+      tb.reqs.clear();
+      for (size_t x = 0; x < tb.count; ++x) {
+        const uint64_t k = todo[from + x];
+        tb.reqs.push_back({uint64_t{gd[k]} * kSectorSize, tb.tables + x * gt_bytes, gt_bytes});
         if (has_rgd && rgd_ok_.test(first + k))
-          reqs.push_back({uint64_t{rgd[k]} * kSectorSize, rtables.data() + x * gt_bytes, gt_bytes});
+          tb.reqs.push_back({uint64_t{rgd[k]} * kSectorSize, tb.rtables + x * gt_bytes, gt_bytes});
       }
-      COBLK_CO_RETURN_IF_ERROR(co_await ReadAll(file_, reqs));
-      for (size_t x = 0; x < batch; ++x) {
-        const uint64_t k = todo[b + x];
-        const uint64_t i = first + k;
-        const bool redundant = has_rgd && rgd_ok_.test(i);
-        std::span<uint8_t> t(tables.data() + x * gt_bytes, gt_bytes);
-        std::span<uint8_t> rt(redundant ? rtables.data() + x * gt_bytes : nullptr, redundant ? gt_bytes : 0);
-        const uint64_t first_grain = i * l2;
-        // Grain markers of compressed entries, read all at once.
-        if (markers_) {
-          reqs.clear();
-          for (uint32_t j = 0; j < l2; ++j) {
-            const uint32_t v = LoadLe32(t, size_t{j} * 4);
-            markers[j].fill(0);
-            if (v > kGteZeroed && uint64_t{v} * kSectorSize < file_size_)
-              reqs.push_back({uint64_t{v} * kSectorSize, markers[j].data(),
-                              std::min<uint64_t>(16, file_size_ - uint64_t{v} * kSectorSize)});
-          }
-          COBLK_CO_RETURN_IF_ERROR(co_await ReadAll(file_, reqs));
-        }
-        bool primary_changed = false, redundant_changed = false;
-        for (uint32_t j = 0; j < l2; ++j) {
-          const uint64_t grain = first_grain + j;
-          const uint64_t sector = grain * grain_sectors_;
-          if (sector >= layout_.sectors) break;  // entries past the capacity are never read
-          const uint64_t guest = e_.start / kSectorSize + sector;
-          const uint32_t v = LoadLe32(t, size_t{j} * 4);
-          Classified c = classify(v, sector, markers[j].data());
-          uint32_t keep = v;
-          if (c.verdict == Verdict::kBad) {
-            f_.corruption(prefix() + StrFormat("grain-table entry for sector %" PRIu64 " %s", guest, c.why.c_str()));
-            keep = 0;
-          }
-          if (redundant) {
-            const uint32_t rv = LoadLe32(rt, size_t{j} * 4);
-            if (rv != v) {
-              std::array<uint8_t, 16> rmarker{};
-              if (markers_ && rv > kGteZeroed && uint64_t{rv} * kSectorSize < file_size_)
-                COBLK_CO_RETURN_IF_ERROR(co_await file_.pread(
-                    static_cast<int64_t>(uint64_t{rv} * kSectorSize), rmarker.data(),
-                    static_cast<int64_t>(std::min<uint64_t>(16, file_size_ - uint64_t{rv} * kSectorSize))));
-              Classified rc = classify(rv, sector, rmarker.data());
-              const bool p_ok = c.verdict != Verdict::kBad, r_ok = rc.verdict != Verdict::kBad;
-              // An entry of 0 against a valid one: that side lags (tables
-              // are written primary first, so normally the redundant one).
-              f_.corruption(prefix() + StrFormat("redundant grain table %" PRIu64 " differs at entry %" PRIu32
-                                                 " (sector %" PRIu64 "): primary %" PRIu32 ", redundant %" PRIu32
-                                                 "; %s",
-                                                 i, j, guest, v, rv,
-                                                 p_ok && r_ok && rv == 0 ? "the primary is plausible (the redundant lags)"
-                                                 : p_ok && r_ok && v == 0 ? "the redundant is plausible (the primary lags); the primary is kept, as QEMU reads it"
-                                                 : p_ok && r_ok           ? "both are plausible, the primary is kept"
-                                                 : p_ok                   ? "the primary is plausible"
-                                                 : r_ok                   ? "the redundant is plausible"
-                                                                          : "neither is plausible"));
-              if (fix_ & kCheckFixErrors) {
-                if (!p_ok && r_ok) {
-                  // The primary entry was bad (counted above); the redundant
-                  // one names valid data: take it.
-                  c = rc;
-                  keep = rv;
-                }
-                ++corruptions_fixed;
-              }
-            }
-          }
-          if (c.verdict == Verdict::kBad) {
-            if (fix_ & kCheckFixErrors) {
-              ++corruptions_fixed;
-              const uint64_t b = guest * kSectorSize;
-              const uint64_t end = std::min(b + layout_.cluster_bytes(), e_.start + e_.bytes());
-              f_.note(StrFormat("Repair: guest bytes %" PRIu64 "..%" PRIu64
-                                " now read as unallocated (their grain-table entry was cleared)",
-                                b, end - 1));
-            }
-          }
-          if (c.verdict == Verdict::kData) {
-            data_.set(c.begin, c.end);
-            ++allocated_grains;
-            if (layout_.compressed) {
-              ++compressed_grains;
-              ++fragmented_grains;  // as qcow2: compressed grains are fragmented by nature
-            } else if (last_data_sector_ >= 0 && c.begin != static_cast<uint64_t>(last_data_sector_)) {
-              ++fragmented_grains;
-            }
-            last_data_sector_ = static_cast<int64_t>(c.end);
-          }
-          if (fix_ & kCheckFixErrors) {
-            if (keep != v) {
-              StoreLe32(t, size_t{j} * 4, keep);
-              primary_changed = true;
-            }
-            if (redundant && LoadLe32(rt, size_t{j} * 4) != keep) {
-              StoreLe32(rt, size_t{j} * 4, keep);
-              redundant_changed = true;
-            }
-          }
-        }
-        // Primary first, then the redundant copy: see vmdk_repair.cc.
-        if (primary_changed) {
-          std::vector<uint8_t> copy(t.begin(), t.end());
-          COBLK_CO_RETURN_IF_ERROR(co_await write_table(gd[k], copy));
-        }
-        if (redundant_changed) {
-          std::vector<uint8_t> copy(rt.begin(), rt.end());
-          COBLK_CO_RETURN_IF_ERROR(co_await write_table(rgd[k], copy));
-        }
+      return spawn_now(ReadAll(file_, tb.reqs));
+    };
+    if (todo.empty()) continue;
+    // Invariant: `pending` reads into batches[cur]; at most one other read
+    // (into batches[cur ^ 1]) is started while batches[cur] is checked,
+    // and it is always joined before its buffers are reused or freed.
+    size_t cur = 0;
+    JoinHandle<Status> pending = start(batches[cur], 0);
+    for (;;) {
+      Status read = co_await pending.join();
+      TableBatch& tb = batches[cur];
+      const size_t next_from = tb.from + tb.count;
+      const bool ahead = read && next_from < todo.size() && !fix_;
+      if (ahead) pending = start(batches[cur ^ 1], next_from);
+      Status checked = read;
+      for (size_t x = 0; checked && x < tb.count; ++x) {
+        const uint64_t k = todo[tb.from + x];
+        const bool redundant = has_rgd && rgd_ok_.test(first + k);
+        std::span<uint8_t> t(tb.tables + x * gt_bytes, gt_bytes);
+        std::span<uint8_t> rt(redundant ? tb.rtables + x * gt_bytes : nullptr, redundant ? gt_bytes : 0);
+        checked = co_await check_table(first + k, t, gd[k], rt, redundant ? rgd[k] : 0, markers);
       }
+      if (!checked) {
+        if (ahead) (void)co_await pending.join();
+        co_return checked;
+      }
+      if (next_from >= todo.size()) break;
+      if (!ahead) pending = start(batches[cur ^ 1], next_from);
+      cur ^= 1;
     }
   }
   co_return OkStatus();
@@ -553,7 +755,8 @@ Task<Status> ExtentChecker::walk_stream() {
     if (size > 0) {
       const uint64_t sectors = SectorsFor(GrainMarker::kGrainHeaderSize + size);
       if (size <= max_size && lba < layout_.sectors && lba % grain_sectors_ == 0 &&
-          s + sectors <= file_sectors_ && !meta_.any(s, s + sectors) && !data_.any(s, s + sectors)) {
+          at + GrainMarker::kGrainHeaderSize + size <= file_size_ && !meta_.any(s, s + sectors) &&
+          !data_.any(s, s + sectors)) {
         walked_.set(s, s + sectors);
         zero_run = UINT64_MAX;
         ++leaks;
@@ -666,8 +869,130 @@ void ExtentChecker::check_footer() {
   if (f.grain_offset != header_.grain_offset) differs("grain offset", f.grain_offset, header_.grain_offset);
   if (f.compress_algorithm != header_.compress_algorithm)
     differs("compression algorithm", f.compress_algorithm, header_.compress_algorithm);
-  if (!layout_.gd_at_end && f.gd_offset != header_.gd_offset && f.gd_offset != kGdAtEnd)
-    differs("grain directory offset", f.gd_offset, header_.gd_offset);
+  // A different directory offset: choose_directory().
+}
+
+Task<Result<bool>> ExtentChecker::directory_plausible(uint64_t gd_sector, std::string* why) {
+  const uint64_t gt_bytes = layout_.l2_table_bytes(), gd_end = gd_sector + gd_sectors_;
+  if (gd_sector < overhead_sectors_ || gd_end > file_sectors_ ||
+      gd_sector * kSectorSize + layout_.l1_table_bytes() > file_size_) {
+    *why = "it lies outside the file or over the header area";
+    co_return false;
+  }
+  std::vector<uint32_t> gd;
+  std::vector<uint8_t> table(gt_bytes);
+  std::vector<std::array<uint8_t, 16>> markers(layout_.l2_size);
+  for (uint64_t first = 0; first < layout_.l1_size; first += kGdChunk) {
+    const uint64_t count = std::min<uint64_t>(kGdChunk, layout_.l1_size - first);
+    COBLK_CO_RETURN_IF_ERROR(co_await ReadEntries(file_, gd_sector * kSectorSize, first, count, gd));
+    for (uint64_t k = 0; k < count; ++k) {
+      const uint64_t t = gd[k], i = first + k;
+      if (!t) continue;
+      if (t < overhead_sectors_ || t * kSectorSize + gt_bytes > file_size_ ||
+          (t < gd_end && t + gt_sectors_ > gd_sector)) {
+        *why = StrFormat("its entry %" PRIu64 " names a grain table outside the file or over metadata", i);
+        co_return false;
+      }
+      COBLK_CO_RETURN_IF_ERROR(co_await file_.pread(static_cast<int64_t>(t * kSectorSize), table.data(),
+                                                    static_cast<int64_t>(gt_bytes)));
+      std::vector<ReadReq> reqs;
+      for (uint32_t j = 0; j < layout_.l2_size; ++j) {
+        const uint32_t v = LoadLe32(table, size_t{j} * 4);
+        markers[j].fill(0);
+        if (v == 0 || (v == kGteZeroed && layout_.has_zero_grain)) continue;
+        const uint64_t end = uint64_t{v} * kSectorSize + (layout_.compressed ? 16 : layout_.cluster_bytes());
+        if (v < overhead_sectors_ || end > file_size_) {
+          *why = StrFormat("grain table %" PRIu64 " names a grain outside the file or in the header area", i);
+          co_return false;
+        }
+        if (markers_) reqs.push_back({uint64_t{v} * kSectorSize, markers[j].data(), 16});
+      }
+      if (!markers_) continue;
+      COBLK_CO_RETURN_IF_ERROR(co_await ReadAll(file_, reqs));
+      for (uint32_t j = 0; j < layout_.l2_size; ++j) {
+        const uint32_t v = LoadLe32(table, size_t{j} * 4);
+        if (v == 0 || (v == kGteZeroed && layout_.has_zero_grain)) continue;
+        const uint64_t lba = LoadLe64(std::span<const uint8_t>(markers[j]), 0);
+        const uint32_t size = LoadLe32(std::span<const uint8_t>(markers[j]), 8);
+        if (size == 0 || lba != (i * layout_.l2_size + j) * grain_sectors_ ||
+            uint64_t{v} * kSectorSize + GrainMarker::kGrainHeaderSize + size > file_size_) {
+          *why = StrFormat("grain table %" PRIu64 " entry %" PRIu32 " names no grain marker of its sector", i, j);
+          co_return false;
+        }
+      }
+    }
+  }
+  co_return true;
+}
+
+// Without GD_AT_END readers take the header's directory and ignore the
+// footer; a footer naming another one is what coblk's stream writer leaves
+// when it stops after writing the final footer but before the header says
+// GD_AT_END again (or hand damage). The side whose directory is plausible
+// wins; if both are, the later one in the file (the writer's newer tail).
+// Repair (before the walk, which then uses the chosen directory): the
+// header then says GD_AT_END (one sector; the footer's directory, tables
+// and grains are durable since repair_begin), or the footer's copy names
+// the header's directory (readers ignore that footer either way).
+Task<Status> ExtentChecker::choose_directory() {
+  if (!footer_ || layout_.gd_at_end || !markers_) co_return OkStatus();
+  const uint64_t hgd = layout_.l1_table_offset / kSectorSize, fgd = footer_->gd_offset;
+  if (fgd == kGdAtEnd || fgd == hgd) co_return OkStatus();
+  std::string hwhy, fwhy;
+  auto h_ok = co_await directory_plausible(hgd, &hwhy);
+  if (!h_ok) co_return std::unexpected(h_ok.error());
+  auto f_ok = co_await directory_plausible(fgd, &fwhy);
+  if (!f_ok) co_return std::unexpected(f_ok.error());
+  const bool footer_rgd = (footer_->flags & kFlagRgd) && footer_->rgd_offset != 0;
+  if (*f_ok && footer_rgd) {
+    f_ok = co_await directory_plausible(footer_->rgd_offset, &fwhy);
+    if (!f_ok) co_return std::unexpected(f_ok.error());
+  }
+  const bool take_footer = *f_ok && (!*h_ok || fgd > hgd);
+  std::string verdict = take_footer ? (*h_ok ? "both are plausible, the footer's is newer"
+                                             : "the footer's is plausible, the header's not (" + hwhy + ")")
+                        : *h_ok     ? (*f_ok ? "both are plausible, the header's is newer"
+                                             : "the header's is plausible, the footer's not (" + fwhy + ")")
+                                    : "neither is plausible (" + hwhy + "; " + fwhy + "), the header's is kept";
+  f_.corruption(prefix() + StrFormat("the footer names the grain directory at offset %" PRIu64
+                                     ", the header the one at offset %" PRIu64 "; %s",
+                                     fgd * kSectorSize, hgd * kSectorSize, verdict.c_str()));
+  if (!(fix_ & kCheckFixErrors)) co_return OkStatus();
+  changed = true;
+  ++corruptions_fixed;
+  if (take_footer) {
+    Sector s{};
+    COBLK_CO_RETURN_IF_ERROR(co_await file_.pread(0, s.data(), kSectorSize));
+    StoreLe64(s, 56, kGdAtEnd);
+    COBLK_CO_RETURN_IF_ERROR(co_await file_.pwrite(0, s.data(), kSectorSize));
+    header_.gd_offset = kGdAtEnd;
+    layout_.gd_at_end = true;
+    layout_.l1_table_offset = fgd * kSectorSize;
+    layout_.l1_backup_offset = footer_rgd ? footer_->rgd_offset * kSectorSize : 0;
+    stream_tail_layout_ = false;
+    if (fgd >= 1) {
+      Sector before{};
+      COBLK_CO_RETURN_IF_ERROR(co_await file_.pread(static_cast<int64_t>((fgd - 1) * kSectorSize), before.data(),
+                                                    kSectorSize));
+      stream_tail_layout_ = before == EncodeMetadataMarker(MarkerType::kGrainDirectory, gd_sectors_);
+    }
+    f_.note(StrFormat("Repair: the header now says GD_AT_END: the footer's grain directory at offset %" PRIu64
+                      " is the one in use",
+                      fgd * kSectorSize));
+  } else {
+    // The footer's header copy is its second sector.
+    const uint64_t at = file_size_ - kFooterBytes + kSectorSize;
+    Sector s{};
+    COBLK_CO_RETURN_IF_ERROR(co_await file_.pread(static_cast<int64_t>(at), s.data(), kSectorSize));
+    StoreLe64(s, 48, header_.rgd_offset);
+    StoreLe64(s, 56, header_.gd_offset);
+    COBLK_CO_RETURN_IF_ERROR(co_await file_.pwrite(static_cast<int64_t>(at), s.data(), kSectorSize));
+    footer_->gd_offset = header_.gd_offset;
+    footer_->rgd_offset = header_.rgd_offset;
+    f_.note(StrFormat("Repair: the footer now names the header's grain directory at offset %" PRIu64,
+                      hgd * kSectorSize));
+  }
+  co_return OkStatus();
 }
 
 // ---- run ----------------------------------------------------------------------
@@ -675,16 +1000,25 @@ void ExtentChecker::check_footer() {
 Task<Status> ExtentChecker::run() {
   COBLK_CO_RETURN_IF_ERROR(co_await read_headers());
   if (fix_) COBLK_CO_RETURN_IF_ERROR(co_await repair_begin());
+  COBLK_CO_RETURN_IF_ERROR(co_await choose_directory());
   total_grains = static_cast<int64_t>((layout_.sectors + grain_sectors_ - 1) / grain_sectors_);
   mark_fixed_metadata();
-  const int64_t before_footer = f_.result().corruptions;
-  check_footer();
-  const bool footer_bad = f_.result().corruptions != before_footer;
-  COBLK_CO_RETURN_IF_ERROR(co_await walk_directories());
-  COBLK_CO_RETURN_IF_ERROR(co_await walk_tables());
-  if (fix_ & kCheckFixErrors) {
-    COBLK_CO_RETURN_IF_ERROR(co_await repair_directories());
-    if (footer_bad) COBLK_CO_RETURN_IF_ERROR(co_await repair_footer());
+  if (layout_.footer_lost) {
+    // Opened for check (Extent::OpenSparse): nothing to walk but the stream.
+    f_.corruption(prefix() + "the header says the grain directory is at the end of the file (GD_AT_END), "
+                             "but no valid footer ends the file: the stream was cut off, its grain directory "
+                             "and tables are lost and every grain reads as unallocated (-r all rebuilds them "
+                             "from the grain markers)");
+  } else {
+    const int64_t before_footer = f_.result().corruptions;
+    check_footer();
+    const bool footer_bad = f_.result().corruptions != before_footer;
+    COBLK_CO_RETURN_IF_ERROR(co_await walk_directories());
+    COBLK_CO_RETURN_IF_ERROR(co_await walk_tables());
+    if (fix_ & kCheckFixErrors) {
+      COBLK_CO_RETURN_IF_ERROR(co_await repair_directories());
+      if (footer_bad) COBLK_CO_RETURN_IF_ERROR(co_await repair_footer());
+    }
   }
   // The end of everything referenced (before the stream walk, which
   // classifies structure by it).
@@ -692,7 +1026,10 @@ Task<Status> ExtentChecker::run() {
   image_end = std::min(end * kSectorSize, file_size_);
   if (markers_) {
     COBLK_CO_RETURN_IF_ERROR(co_await walk_stream());
-    if ((fix_ & kCheckFixErrors) && !salvage_.empty()) COBLK_CO_RETURN_IF_ERROR(co_await salvage_stream_grains());
+    if ((fix_ & kCheckFixErrors) && layout_.footer_lost)
+      COBLK_CO_RETURN_IF_ERROR(co_await rebuild_lost_tail());
+    else if ((fix_ & kCheckFixErrors) && !salvage_.empty())
+      COBLK_CO_RETURN_IF_ERROR(co_await salvage_stream_grains());
   }
   count_leaks();
   if ((fix_ & kCheckFixLeaks) && end_leak_begin_) COBLK_CO_RETURN_IF_ERROR(co_await reclaim_end_leaks());

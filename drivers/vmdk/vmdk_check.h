@@ -20,9 +20,11 @@
 // holding the write lock).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <cstdlib>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -61,19 +63,22 @@ class CheckFindings {
   uint64_t dropped_ = 0;
 };
 
-// One bit per unit, zero-initialised by calloc (large ones are mmap'ed, so
-// untouched parts cost no memory).
+// One bit per unit, in anonymous memory mapped for it (zero-filled by the
+// OS, so untouched parts cost no memory). A summary with one bit per 4 KiB page
+// of the bitmap records which pages were ever written: queries skip the
+// others without reading them, so a sparse bitmap costs no page faults
+// where nothing was set (reading an untouched page would fault it in).
 class CheckBitmap {
  public:
   CheckBitmap() = default;
-  ~CheckBitmap() { std::free(words_); }
+  ~CheckBitmap();
   CheckBitmap(const CheckBitmap&) = delete;
   CheckBitmap& operator=(const CheckBitmap&) = delete;
   bool init(uint64_t bits);
   // Grows to `bits` (new bits clear); false if out of memory.
   bool grow(uint64_t bits);
   uint64_t size() const { return bits_; }
-  bool test(uint64_t i) const { return i < bits_ && (words_[i / 64] >> (i % 64)) & 1; }
+  bool test(uint64_t i) const { return i < bits_ && (word(i / 64) >> (i % 64)) & 1; }
   // [begin, end) clipped to the bitmap.
   bool any(uint64_t begin, uint64_t end) const;
   void set(uint64_t begin, uint64_t end);
@@ -83,11 +88,39 @@ class CheckBitmap {
   // One past the last set bit (0 if none).
   uint64_t end_of_set() const;
   // Bits [64 * i, 64 * i + 64); 0 beyond the bitmap.
-  uint64_t word(uint64_t i) const { return i < (bits_ + 63) / 64 ? words_[i] : 0; }
+  uint64_t word(uint64_t i) const { return i < words() && touched(i) ? words_[i] : 0; }
 
  private:
+  static constexpr uint64_t kPageWords = 512;  // one summary bit per 4 KiB of words
+  uint64_t words() const { return (bits_ + 63) / 64; }
+  bool touched(uint64_t word) const {
+    const uint64_t p = word / kPageWords;
+    return (summary_[p / 64] >> (p % 64)) & 1;
+  }
+  void touch(uint64_t word) {
+    const uint64_t p = word / kPageWords;
+    summary_[p / 64] |= uint64_t{1} << (p % 64);
+  }
+
   uint64_t* words_ = nullptr;
+  uint64_t mapped_ = 0;  // bytes mapped at words_
   uint64_t bits_ = 0;
+  std::vector<uint64_t> summary_;
+};
+
+// Zero-filled anonymous memory, 2 MiB aligned with transparent huge pages
+// asked for from 256 KiB to 16 MiB (see CheckBitmap); data() is null if out of memory.
+class MappedBuffer {
+ public:
+  explicit MappedBuffer(uint64_t bytes);
+  ~MappedBuffer();
+  MappedBuffer(const MappedBuffer&) = delete;
+  MappedBuffer& operator=(const MappedBuffer&) = delete;
+  uint8_t* data() const { return data_; }
+
+ private:
+  uint8_t* data_ = nullptr;
+  uint64_t mapped_ = 0;
 };
 
 class ExtentChecker {
@@ -116,9 +149,20 @@ class ExtentChecker {
   void mark_fixed_metadata();
   Task<Status> walk_directories();  // pass 1: tables named by GD and RGD
   Task<Status> walk_tables();       // pass 2: every entry of every table
+  Task<Status> check_table(uint64_t i, std::span<uint8_t> t, uint64_t table_sector, std::span<uint8_t> rt,
+                           uint64_t rtable_sector, std::vector<std::array<uint8_t, 16>>& markers);
   Task<Status> walk_stream();       // pass 3: markers of compressed extents
   void count_leaks();
   void check_footer();
+  // A footer naming another directory than the header (no GD_AT_END):
+  // reports which is plausible and, repairing, makes the header or the
+  // footer name it.
+  Task<Status> choose_directory();
+  // Whether the directory at gd_sector and its tables are plausible: inside
+  // the file, tables clear of it and of the header area, every entry 0,
+  // a zeroed grain with the flag, or a grain (marker of its own sector)
+  // inside the file. Else *why says what is wrong.
+  Task<Result<bool>> directory_plausible(uint64_t gd_sector, std::string* why);
 
   enum class Verdict { kUnallocated, kZero, kData, kBad };
   struct Classified {
@@ -140,13 +184,16 @@ class ExtentChecker {
   Task<Status> write_directory_entry(uint64_t dir_offset, uint64_t i, uint32_t value);
   Task<Status> repair_directories();
   Task<Status> salvage_stream_grains();
+  Task<Status> rebuild_lost_tail();
   Task<Status> reclaim_end_leaks();
   Task<Status> repair_footer();
   Task<Result<uint64_t>> append_table(const std::vector<uint8_t>& table);
 
   Extent& e_;
   BlockNode& file_;
-  const SparseLayout& layout_;
+  // The extent's layout; a repair that takes the footer's directory over
+  // the header's (choose_directory) walks with the footer's.
+  SparseLayout layout_;
   uint32_t fix_;
   std::string label_;
   CheckFindings& f_;
@@ -182,6 +229,10 @@ class ExtentChecker {
     uint32_t size;
   };
   std::vector<LeakedGrain> salvage_;
+  // Whether leaked grain `lg` inflates to a whole grain (else noted).
+  Task<Result<bool>> grain_inflates(const LeakedGrain& lg);
+  // Accounts a recovered leaked grain as referenced data.
+  void count_recovered(const LeakedGrain& lg);
   uint64_t interior_leak_grains_ = 0;
   uint64_t end_leak_begin_ = 0;  // sector where the trailing leak starts (0: none)
 };

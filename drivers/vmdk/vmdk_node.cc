@@ -83,7 +83,10 @@ Task<Status> VmdkNode::co_preadv(int64_t offset, int64_t bytes, IoVector& qiov, 
     auto m = co_await e->lookup(in_extent);
     if (!m) co_return std::unexpected(m.error());
     const uint64_t grain = e->grain_bytes();
-    uint64_t n = std::min(total - done, grain - in_extent % grain);
+    // Never past the extent's end: an extent need not be a whole number of
+    // grains, and what follows it is the next extent's or padding past the
+    // disk's end (the write path cuts at the same place).
+    uint64_t n = std::min({total - done, grain - in_extent % grain, e->bytes() - in_extent});
 
     // Extend over following grains of the same extent that continue the
     // same file range (uncompressed data only) or share the same state.
@@ -96,7 +99,7 @@ Task<Status> VmdkNode::co_preadv(int64_t offset, int64_t bytes, IoVector& qiov, 
           next.grain_offset != m->grain_offset + (in_extent + n) / grain * grain -
                                    in_extent / grain * grain)
         break;
-      n += std::min(total - done - n, grain);
+      n += std::min({total - done - n, grain, e->bytes() - in_extent - n});
     }
 
     IoVector part = qiov.slice(done, n);
@@ -207,7 +210,11 @@ Task<Result<CheckResult>> VmdkNode::co_check(uint32_t fix) {
       vmdk4.push_back(&e);
       vmdk4_index.push_back(i);
     } else if (fix) {
-      co_return MakeError(ENOTSUP, "Repair of VMDK3 and seSparse extents is not supported");
+      // The check walk and the writes of repair are VMDK4's; coblk writes
+      // neither VMDK3 nor seSparse (nor does QEMU). check without -r
+      // reports their problems.
+      co_return MakeError(ENOTSUP, "Repair of VMDK3 (COWD) and seSparse extents is not supported; "
+                                   "'check' without -r reports their problems");
     }
   }
   if (fix) {
@@ -233,7 +240,7 @@ Task<Status> VmdkNode::reopen_extent(size_t index) {
   auto e = co_await Extent::OpenSparse(old.file(), old.writable(), cache_bytes);
   if (!e) co_return std::unexpected(e.error());
   (*e)->start = old.start;
-  (*e)->set_type_name(old.type_name());
+  (*e)->set_line_type(old.line_type());
   COBLK_CO_RETURN_IF_ERROR(co_await (*e)->enable_writes(old.writable()));
   extents_[index] = std::move(*e);
   co_return OkStatus();
@@ -310,6 +317,7 @@ InfoTree VmdkNode::get_specific_info() {
   t.values.emplace_back("create-type", create_type);
   InfoTree list;
   list.is_list = true;
+  list.children.reserve(extents_.size());
   for (const auto& e : extents_) list.children.emplace_back("", e->info());
   t.children.emplace_back("extents", std::move(list));
   return t;

@@ -20,6 +20,8 @@ class VmdkNode final : public BlockNode {
 
   // Appends an extent after the current last one.
   void add_extent(std::unique_ptr<Extent> e);
+  // Room for n extents in all (a descriptor's count: no doubling slack).
+  void reserve_extents(size_t n) { extents_.reserve(n); }
   const std::vector<std::unique_ptr<Extent>>& extents() const { return extents_; }
 
   std::string create_type;

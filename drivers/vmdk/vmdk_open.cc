@@ -20,6 +20,7 @@ struct OpenSettings {
   uint64_t cache_bytes = kDefaultL2CacheBytes;
   bool confine = false;
   bool read_write = false;
+  bool check = false;  // OpenFlags::check: see Extent::OpenSparse
 };
 
 // Reads descriptor text at `offset`, at most `limit` bytes and never past the
@@ -113,18 +114,18 @@ Task<Result<std::unique_ptr<Extent>>> OpenExtentLine(OpenContext& ctx, VmdkNode&
 
   const bool extent_rw = line.access == ExtentAccess::kReadWrite;
   if (IsFlatType(line.type)) {
-    auto flat = Extent::Flat(file, line.sectors, line.offset, ExtentTypeName(line.type));
+    auto flat = Extent::Flat(file, line.sectors, line.offset, line.type);
     if (s.read_write) COBLK_CO_RETURN_IF_ERROR(co_await flat->enable_writes(extent_rw));
     co_return flat;
   }
   // SPARSE/VMFSSPARSE hold VMDK4 or VMDK3 headers; SESPARSE its own. As in
   // QEMU, a sparse extent's size comes from its header.
   const bool rw = s.read_write && extent_rw;
-  auto e = co_await Extent::OpenSparse(file, rw, s.cache_bytes);
+  auto e = co_await Extent::OpenSparse(file, rw, s.cache_bytes, s.check);
   if (!e) co_return std::unexpected(e.error());
   if (line.type == ExtentType::kSeSparse && (*e)->layout().format != ExtentFormat::kSeSparse)
     co_return MakeError(EINVAL, "Extent '" + *path + "' is not a seSparse file");
-  (*e)->set_type_name(ExtentTypeName(line.type));
+  (*e)->set_line_type(line.type);
   if (s.read_write) COBLK_CO_RETURN_IF_ERROR(co_await (*e)->enable_writes(extent_rw));
   co_return std::move(*e);
 }
@@ -135,16 +136,24 @@ Task<Status> OpenDescriptorFile(OpenContext& ctx, VmdkNode& node, const std::str
   // file, so any file that is not a descriptor fails with this message.
   if (text.find("createType") == std::string::npos)
     co_return MakeError(EINVAL, "invalid VMDK image descriptor");
-  auto d = ParseDescriptor(text);
+  // Every line is checked here, but extent lines are only counted: they
+  // are parsed again one at a time below, so that no copy of each line is
+  // held while the extents are opened (issue 10: 100,000 lines).
+  auto d = ParseDescriptor(text, /*keep_extent_lines=*/false);
   if (!d) co_return std::unexpected(d.error());
   if (d->create_type.empty()) co_return MakeError(EINVAL, "invalid VMDK image descriptor");
   COBLK_CO_RETURN_IF_ERROR(CheckDescriptorFileCreateType(d->create_type));
   node.create_type = d->create_type;
   TakeDescriptorFacts(node, *d);
-  if (d->extents.empty()) co_return MakeError(EINVAL, "VMDK descriptor has no extents");
+  if (d->extent_count == 0) co_return MakeError(EINVAL, "VMDK descriptor has no extents");
+  node.reserve_extents(d->extent_count);
   OpenedExtentFiles opened;
-  for (size_t i = 0; i < d->extents.size(); ++i) {
-    auto e = co_await OpenExtentLine(ctx, node, d->extents[i], i, descriptor_path, s, opened);
+  ExtentLineReader lines(text);
+  for (size_t i = 0;; ++i) {
+    auto line = lines.next();
+    if (!line) co_return std::unexpected(line.error());
+    if (!*line) break;
+    auto e = co_await OpenExtentLine(ctx, node, **line, i, descriptor_path, s, opened);
     if (!e) co_return std::unexpected(e.error());
     node.add_extent(std::move(*e));
   }
@@ -190,9 +199,9 @@ Task<Status> OpenMonolithic(OpenContext& ctx, VmdkNode& node, BlockNode& file, u
       TakeDescriptorFacts(node, *d);
     }
   }
-  auto e = co_await Extent::OpenSparse(&file, s.read_write, s.cache_bytes);
+  auto e = co_await Extent::OpenSparse(&file, s.read_write, s.cache_bytes, s.check);
   if (!e) co_return std::unexpected(e.error());
-  (*e)->set_type_name("");  // no extent line names a type
+  (*e)->set_line_type(std::nullopt);  // no extent line names a type
   if (magic == kVmdk3Magic) {
     node.create_type = "vmfsSparse";
   } else if ((*e)->layout().format == ExtentFormat::kSeSparse) {
@@ -356,6 +365,7 @@ Task<Status> OpenBackingChain(OpenContext& ctx, VmdkNode& top, const OpenSetting
 Task<Result<std::shared_ptr<BlockNode>>> OpenVmdk(const BlockDriver* driver, OpenContext& ctx) {
   OpenSettings s;
   s.read_write = !ctx.read_only;
+  s.check = ctx.check;
   auto cache = ctx.options.get_size("l2-cache-size", kDefaultL2CacheBytes);
   if (!cache) co_return std::unexpected(cache.error());
   s.cache_bytes = *cache;

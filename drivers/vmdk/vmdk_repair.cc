@@ -22,6 +22,20 @@
 //      write has been flushed, and it holds nothing any entry names (old or
 //      new), so the cut cannot take data from under an entry.
 //   5. A final flush makes the repair durable.
+//   6. A GD_AT_END stream cut before its footer (opened for check only,
+//      layout_.footer_lost) gets a new tail after everything kept: tables
+//      and directory, flushed; then footer and end-of-stream marker,
+//      flushed; then the cut after them. Nothing that was there is read
+//      differently before the cut (the file still ends in no footer, so
+//      the image stays cut off and a repair starts over), and afterwards
+//      the footer names only durable tables and grains.
+//   7. A footer naming another directory than a header without GD_AT_END
+//      (vmdk_check.cc, choose_directory, before the walk): one sector is
+//      rewritten, after the flush of step 1. Either the header's gd_offset
+//      becomes GD_AT_END (readers switch from one plausible directory to
+//      the footer's, whose tables and grains are durable), or the footer's
+//      copy names the header's directory (readers ignore that footer
+//      before and after).
 // Nothing is written when the check finds nothing to repair, so a second
 // repair changes nothing.
 #include <algorithm>
@@ -200,6 +214,32 @@ Task<Status> ExtentChecker::repair_footer() {
   co_return OkStatus();
 }
 
+Task<Result<bool>> ExtentChecker::grain_inflates(const LeakedGrain& lg) {
+  std::vector<uint8_t> raw(GrainMarker::kGrainHeaderSize + lg.size), out(layout_.cluster_bytes());
+  COBLK_CO_RETURN_IF_ERROR(co_await file_.pread(static_cast<int64_t>(lg.sector * kSectorSize), raw.data(),
+                                                static_cast<int64_t>(raw.size())));
+  const uint64_t in_disk =
+      std::min<uint64_t>(layout_.cluster_bytes(), layout_.sectors * kSectorSize - lg.lba * kSectorSize);
+  if (DecompressGrain(raw, true, out, static_cast<size_t>(in_disk))) co_return true;
+  f_.note(StrFormat("Repair: the leaked grain marker at offset %" PRIu64 " does not inflate; not recovered",
+                    lg.sector * kSectorSize));
+  co_return false;
+}
+
+void ExtentChecker::count_recovered(const LeakedGrain& lg) {
+  const uint64_t sectors = SectorsFor(GrainMarker::kGrainHeaderSize + lg.size);
+  walked_.clear(lg.sector, lg.sector + sectors);
+  data_.set(lg.sector, lg.sector + sectors);
+  --leaks;
+  ++leaks_fixed;
+  ++allocated_grains;
+  ++compressed_grains;
+  ++fragmented_grains;
+  f_.note(StrFormat("Repair: recovered the grain of guest sector %" PRIu64 " from the leaked grain marker "
+                    "at offset %" PRIu64,
+                    e_.start / kSectorSize + lg.lba, lg.sector * kSectorSize));
+}
+
 // Stream salvage: grain markers no entry names (written by a writer that
 // was cut off before its tables were) become entries again where their
 // sector is unallocated and the grain inflates to a whole grain. Later
@@ -209,7 +249,6 @@ Task<Status> ExtentChecker::repair_footer() {
 // end of the file (GD_AT_END), which a new table would move.
 Task<Status> ExtentChecker::salvage_stream_grains() {
   const uint64_t gt_bytes = layout_.l2_table_bytes();
-  const uint64_t grain = layout_.cluster_bytes();
   struct Table {
     uint32_t at = 0;  // sector, 0 = new
     std::vector<uint8_t> bytes;
@@ -218,7 +257,6 @@ Task<Status> ExtentChecker::salvage_stream_grains() {
   std::map<uint64_t, Table> tables;
   std::map<uint64_t, size_t> chosen;  // grain index -> salvage_ index
   for (size_t k = 0; k < salvage_.size(); ++k) chosen[salvage_[k].lba / grain_sectors_] = k;
-  std::vector<uint8_t> raw, out(grain);
   for (const auto& [g, k] : chosen) {
     const LeakedGrain& lg = salvage_[k];
     const uint64_t i = lg.lba / layout_.l1_entry_sectors;
@@ -245,29 +283,12 @@ Task<Status> ExtentChecker::salvage_stream_grains() {
     }
     Table& t = it->second;
     if (LoadLe32(t.bytes, size_t{j} * 4) != 0) continue;  // allocated: kept as it reads
-    raw.resize(GrainMarker::kGrainHeaderSize + lg.size);
-    COBLK_CO_RETURN_IF_ERROR(co_await file_.pread(static_cast<int64_t>(lg.sector * kSectorSize), raw.data(),
-                                                  static_cast<int64_t>(raw.size())));
-    const uint64_t in_disk = std::min<uint64_t>(grain, layout_.sectors * kSectorSize - lg.lba * kSectorSize);
-    auto inflated = DecompressGrain(raw, true, out, static_cast<size_t>(in_disk));
-    if (!inflated) {
-      f_.note(StrFormat("Repair: the leaked grain marker at offset %" PRIu64 " does not inflate; not recovered",
-                        lg.sector * kSectorSize));
-      continue;
-    }
+    auto ok = co_await grain_inflates(lg);
+    if (!ok) co_return std::unexpected(ok.error());
+    if (!*ok) continue;
     StoreLe32(t.bytes, size_t{j} * 4, static_cast<uint32_t>(lg.sector));
     t.dirty = true;
-    const uint64_t sectors = SectorsFor(GrainMarker::kGrainHeaderSize + lg.size);
-    walked_.clear(lg.sector, lg.sector + sectors);
-    data_.set(lg.sector, lg.sector + sectors);
-    --leaks;
-    ++leaks_fixed;
-    ++allocated_grains;
-    ++compressed_grains;
-    ++fragmented_grains;
-    f_.note(StrFormat("Repair: recovered the grain of guest sector %" PRIu64 " from the leaked grain marker "
-                      "at offset %" PRIu64,
-                      e_.start / kSectorSize + lg.lba, lg.sector * kSectorSize));
+    count_recovered(lg);
   }
   // Primary table, then the redundant copy (which names the same grains).
   const bool has_rgd = layout_.l1_backup_offset != 0;
@@ -301,6 +322,96 @@ Task<Status> ExtentChecker::salvage_stream_grains() {
   }
   image_end = std::max({image_end, data_.end_of_set() * kSectorSize});
   image_end = std::min(image_end, file_size_);
+  co_return OkStatus();
+}
+
+// Step 6: a GD_AT_END stream cut before its footer (layout_.footer_lost)
+// gets a new tail, as coblk's stream writer lays it out: after everything
+// the walk kept (header area, whole grain markers, old stream structure),
+// each table behind a grain table marker, the directory behind its
+// marker; flushed; then the footer (the header with the new directory's
+// offset) and end-of-stream marker; flushed; then the file is cut after
+// them. Until that cut the file does not end in a valid footer (the old
+// end was no footer, and the new one lies at the end only once the file
+// ends there), so the image stays "cut off" and a new repair starts over;
+// from the cut on, the footer names a directory and tables that are
+// durable and grains that were (step 1).
+Task<Status> ExtentChecker::rebuild_lost_tail() {
+  const uint64_t gt_bytes = layout_.l2_table_bytes();
+  std::map<uint64_t, size_t> chosen;  // grain index -> salvage_ index; later markers win
+  for (size_t k = 0; k < salvage_.size(); ++k) chosen[salvage_[k].lba / grain_sectors_] = k;
+  std::map<uint64_t, std::vector<uint8_t>> tables;
+  for (const auto& [g, k] : chosen) {
+    const LeakedGrain& lg = salvage_[k];
+    const uint64_t i = lg.lba / layout_.l1_entry_sectors;
+    if (i >= layout_.l1_size) continue;
+    auto ok = co_await grain_inflates(lg);
+    if (!ok) co_return std::unexpected(ok.error());
+    if (!*ok) {
+      // Garbage, such as a grain cut in the middle of its last sector (the
+      // file's size is seen in whole sectors, zero-filled): unreferenced
+      // space again, which the new tail may overwrite if nothing follows.
+      walked_.clear(lg.sector, lg.sector + SectorsFor(GrainMarker::kGrainHeaderSize + lg.size));
+      --leaks;  // count_leaks counts it again where it stays
+      continue;
+    }
+    std::vector<uint8_t>& t = tables[i];
+    if (t.empty()) t.assign(gt_bytes, 0);
+    StoreLe32(t, size_t{g % layout_.l2_size} * 4, static_cast<uint32_t>(lg.sector));
+    count_recovered(lg);
+  }
+  const uint64_t at = std::max({meta_.end_of_set(), data_.end_of_set(), walked_.end_of_set(),
+                                structure_.end_of_set(), overhead_sectors_});
+  std::vector<uint8_t> tail, gd(gd_sectors_ * kSectorSize, 0);
+  auto append = [&tail](const uint8_t* p, size_t n) { tail.insert(tail.end(), p, p + n); };
+  for (const auto& [i, t] : tables) {
+    Sector marker = EncodeMetadataMarker(MarkerType::kGrainTable, gt_sectors_);
+    append(marker.data(), marker.size());
+    StoreLe32(gd, size_t{i} * 4, static_cast<uint32_t>(at + tail.size() / kSectorSize));
+    append(t.data(), t.size());
+    tail.resize(SectorsFor(tail.size()) * kSectorSize, 0);
+  }
+  Sector gd_marker = EncodeMetadataMarker(MarkerType::kGrainDirectory, gd_sectors_);
+  append(gd_marker.data(), gd_marker.size());
+  const uint64_t gd_sector = at + tail.size() / kSectorSize;
+  append(gd.data(), gd.size());
+  const uint64_t footer_at = at + tail.size() / kSectorSize;
+  const uint64_t end = footer_at + kFooterBytes / kSectorSize;
+  if (end > kExtentMaxSectors) co_return MakeError(ENOSPC, "No room for a new grain directory");
+  Vmdk4Header h = header_;
+  h.gd_offset = gd_sector;
+  h.rgd_offset = 0;  // as coblk's and VMware's streams: no redundant directory
+  h.flags &= ~kFlagRgd;
+  std::vector<uint8_t> footer = EncodeFooter(h);
+  changed = true;
+  file_.debug_event("l2_alloc_write");
+  COBLK_CO_RETURN_IF_ERROR(co_await file_.pwrite(static_cast<int64_t>(at * kSectorSize), tail.data(),
+                                                 static_cast<int64_t>(tail.size())));
+  COBLK_CO_RETURN_IF_ERROR(co_await file_.flush());
+  file_.debug_event("l1_update");
+  COBLK_CO_RETURN_IF_ERROR(co_await file_.pwrite(static_cast<int64_t>(footer_at * kSectorSize), footer.data(),
+                                                 static_cast<int64_t>(footer.size())));
+  COBLK_CO_RETURN_IF_ERROR(co_await file_.flush());
+  // What followed the kept stream (a grain cut in the middle, a torn
+  // marker) was a trailing leak: the tail replaced it, the cut removes
+  // the rest.
+  if (file_sectors_ > at)
+    leaks_fixed += static_cast<int64_t>((file_sectors_ - at + grain_sectors_ - 1) / grain_sectors_);
+  if (end < file_sectors_) {
+    COBLK_CO_RETURN_IF_ERROR(co_await file_.truncate(static_cast<int64_t>(end * kSectorSize), true, PreallocMode::kOff));
+    f_.note(StrFormat("Repair: cut %" PRIu64 " bytes after the new footer (now %" PRIu64 " bytes)",
+                      file_size_ - end * kSectorSize, end * kSectorSize));
+  }
+  for (CheckBitmap* b : {&meta_, &data_, &structure_, &walked_})
+    if (b->size() && !b->grow(end)) co_return MakeError(ENOMEM, "Out of memory for the check bitmaps");
+  file_size_ = end * kSectorSize;
+  file_sectors_ = end;
+  meta_.set(at, end);
+  image_end = file_size_;
+  ++corruptions_fixed;
+  f_.note(StrFormat("Repair: rebuilt %zu grain tables, the grain directory, the footer and the end-of-stream "
+                    "marker at offsets %" PRIu64 "..%" PRIu64 " from the grain markers",
+                    tables.size(), at * kSectorSize, file_size_ - 1));
   co_return OkStatus();
 }
 

@@ -23,7 +23,10 @@ Status NotWritable(const Extent& e) {
     return MakeError(ENOTSUP, "No write support for seSparse images available");
   if (e.kind() == ExtentKind::kSparse && e.layout().format == ExtentFormat::kVmdk3)
     return MakeError(ENOTSUP, "No write support for VMDK3 (COWD) extents available");
-  return MakeError(EACCES, "VMDK extent '" + (e.file() ? e.file()->filename() : e.type_name()) +
+  if (e.kind() == ExtentKind::kSparse && e.layout().footer_lost)
+    return MakeError(EACCES, "VMDK extent '" + e.file()->filename() +
+                                 "' was cut before its footer: open for check only");
+  return MakeError(EACCES, "VMDK extent '" + (e.file() ? e.file()->filename() : std::string(e.type_name())) +
                                "' is read-only");
 }
 

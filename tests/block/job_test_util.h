@@ -18,6 +18,7 @@
 #include "coroutine/sleep.h"
 #include "coroutine/spawn.h"
 #include "coroutine/sync_wait.h"
+#include "tests/scratch_dir.h"
 
 namespace coblk::jobtest {
 
@@ -48,22 +49,7 @@ inline bool HaveQemu() {
   return have;
 }
 
-class Scratch {
- public:
-  Scratch() {
-    std::string tmpl = std::string(COBLK_BIN_DIR) + "/job-test-XXXXXX";
-    if (mkdtemp(tmpl.data())) path_ = tmpl;
-  }
-  ~Scratch() {
-    std::error_code ec;
-    if (!path_.empty()) std::filesystem::remove_all(path_, ec);
-  }
-  std::string operator/(const std::string& n) const { return path_ + "/" + n; }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using Scratch = testing_util::ScratchDir;  // tests/scratch_dir.h
 
 // The guest: `workers` coroutines doing 4 KiB reads and writes at random
 // blocks. Worker w owns the blocks b with b % workers == w, so the model of

@@ -1,5 +1,5 @@
-// A temporary file under the build tree (a real filesystem that supports
-// O_DIRECT, unlike tmpfs), removed when the object dies.
+// A temporary file under testing_util::ScratchBase() (tests/scratch_dir.h),
+// removed when the object dies.
 #pragma once
 
 #include <fcntl.h>
@@ -8,13 +8,14 @@
 #include <cstdlib>
 #include <string>
 
+#include "tests/scratch_dir.h"
+
 namespace coblk {
 
 class TempFile {
  public:
   explicit TempFile(size_t size = 0) {
-    const char* dir = std::getenv("COBLK_TEST_TMPDIR");
-    path_ = std::string(dir ? dir : COBLK_BIN_DIR) + "/coblk-test-XXXXXX";
+    path_ = testing_util::ScratchBase() + "/coblk-test-XXXXXX";
     int fd = mkstemp(path_.data());
     if (fd >= 0) {
       if (size && ftruncate(fd, static_cast<off_t>(size)) != 0) path_.clear();

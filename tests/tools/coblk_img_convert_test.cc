@@ -23,22 +23,7 @@ constexpr int64_t kKiB = 1024;
 constexpr int64_t kMiB = 1024 * 1024;
 
 // A scratch directory (multi-file VMDK subformats create extent files).
-class TempDir {
- public:
-  TempDir() {
-    std::string t = std::string(COBLK_BIN_DIR) + "/coblk-convert-XXXXXX";
-    if (mkdtemp(t.data())) path_ = t;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    if (!path_.empty()) std::filesystem::remove_all(path_, ec);
-  }
-  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using TempDir = testing_util::ScratchDir;  // tests/scratch_dir.h
 
 RunResult Img(const std::vector<std::string>& args) { return RunTool(CoblkImg(), args); }
 RunResult Qemu(const std::vector<std::string>& args) { return RunTool("qemu-img", args); }

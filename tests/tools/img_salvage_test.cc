@@ -72,5 +72,31 @@ TEST_F(SalvageTest, DamagedVmdkIsCopiedOut) {
   EXPECT_EQ(out.substr(40 << 20, 65536), std::string(65536, '\2'));    // the other table's grain
 }
 
+// A streamOptimized image cut before its footer (GD_AT_END): every open
+// refuses it, saying so, except check's (qemu-img's BDRV_O_CHECK idea),
+// which reports it (exit 2) and with -r all rebuilds its tail (exit 0);
+// then it opens and converts as the stream did up to the cut.
+TEST_F(SalvageTest, CutStreamIsCheckedAndRebuilt) {
+  ASSERT_EQ(QImg({"create", "-q", "-f", "raw", "src.raw", "4M"}).status, 0);
+  ASSERT_EQ(QIo({"-f", "raw", "-c", "write -P 7 0 1M", "-c", "write -P 9 3M 64k", "src.raw"}).status, 0);
+  ASSERT_EQ(Img({"convert", "-O", "vmdk", "-o", "subformat=streamOptimized", "src.raw", "s.vmdk"}).status, 0);
+  const std::string whole = Read("s.vmdk");
+  ASSERT_EQ(::truncate(Path("s.vmdk").c_str(), static_cast<off_t>(whole.size() - 700)), 0);  // inside the footer
+  RunResult r = Img({"info", "s.vmdk"});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("Invalid footer"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("check -r all"), std::string::npos) << r.err;
+  r = Img({"check", "s.vmdk"});
+  EXPECT_EQ(r.status, 2) << r.err;
+  EXPECT_NE(r.err.find("no valid footer ends the file"), std::string::npos) << r.err;
+  r = Img({"check", "-r", "all", "s.vmdk"});
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("No errors were found on the image."), std::string::npos) << r.out;
+  EXPECT_EQ(QImg({"check", "s.vmdk"}).status, 0);
+  EXPECT_EQ(Img({"check", "s.vmdk"}).status, 0);
+  EXPECT_EQ(Img({"convert", "-O", "raw", "s.vmdk", "back.raw"}).status, 0);
+  EXPECT_TRUE(Read("back.raw") == Read("src.raw"));
+}
+
 }  // namespace
 }  // namespace coblk::testing

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "tests/io/temp_file.h"
+#include "tests/scratch_dir.h"
 
 namespace coblk::testing {
 
@@ -62,24 +63,7 @@ inline RunResult RunTool(const std::string& program, const std::vector<std::stri
   return RunToolIn("", program, args);
 }
 
-// A scratch directory under the build tree, removed with its contents.
-class ScratchDir {
- public:
-  ScratchDir() {
-    std::string t = std::string(COBLK_BIN_DIR) + "/coblk-scratch-XXXXXX";
-    if (mkdtemp(t.data())) path_ = t;
-  }
-  ~ScratchDir() {
-    if (!path_.empty()) std::system(("rm -rf " + ShellQuote(path_)).c_str());
-  }
-  ScratchDir(const ScratchDir&) = delete;
-  ScratchDir& operator=(const ScratchDir&) = delete;
-  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using ScratchDir = testing_util::ScratchDir;  // tests/scratch_dir.h
 
 inline std::string CoblkIo() { return COBLK_BIN_DIR "/coblk-io"; }
 inline std::string CoblkImg() { return COBLK_BIN_DIR "/coblk-img"; }

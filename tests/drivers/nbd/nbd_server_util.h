@@ -18,32 +18,14 @@
 #include <thread>
 #include <vector>
 
+#include "tests/scratch_dir.h"
+
 extern char** environ;
 
 namespace coblk::testing_nbd {
 
 // A private directory for sockets and images, removed with its contents.
-class TempDir {
- public:
-  TempDir() {
-    const char* base = std::getenv("COBLK_TEST_TMPDIR");
-    std::string tmpl = std::string(base ? base : COBLK_BIN_DIR) + "/nbd-XXXXXX";
-    if (mkdtemp(tmpl.data())) path_ = tmpl;
-  }
-  ~TempDir() {
-    if (!path_.empty()) {
-      std::error_code ec;
-      std::filesystem::remove_all(path_, ec);
-    }
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
+using TempDir = testing_util::ScratchDir;  // tests/scratch_dir.h
 
 inline std::string NbdkitPlugin() { return COBLK_BIN_DIR "/../lib/nbdkit-coblk-plugin.so"; }
 

@@ -283,6 +283,60 @@ TEST_F(StreamCheckTest, FooterDisagreeingWithHeaderIsFound) {
   ExpectData();
 }
 
+// What coblk's stream writer leaves if it stops after writing its final
+// footer but before the header says GD_AT_END again: the header names the
+// directory of the session's last flush, the footer a newer one. Both are
+// plausible; the footer's (later in the file) wins, and repair makes the
+// header say GD_AT_END, so grains written after that flush read again.
+TEST_F(StreamCheckTest, FooterNamingANewerDirectoryWins) {
+  ASSERT_TRUE(Create(img_, "size=64M,subformat=streamOptimized"));
+  auto n = OpenRw(img_);
+  ASSERT_TRUE(n) << n.error().ToString();
+  for (int g : {0, 1, 2})
+    ASSERT_TRUE(Apply(**n, {WriteOp::kData, g * kGrain, kGrain, static_cast<uint8_t>(g + 1)}, &shadow_));
+  ASSERT_TRUE(sync_wait(loop(), (*n)->flush()));
+  const uint64_t flushed_gd = LoadLe64(ReadFile(img_), kHdrGd);  // the session's directory
+  ASSERT_NE(flushed_gd, kGdAtEnd);
+  for (int g : {7, 40})
+    ASSERT_TRUE(Apply(**n, {WriteOp::kData, g * kGrain, kGrain, static_cast<uint8_t>(g + 1)}, &shadow_));
+  Close(*n);
+  Bytes f = ReadFile(img_);
+  ASSERT_EQ(LoadLe64(f, kHdrGd), kGdAtEnd);
+  StoreLe64(f, kHdrGd, flushed_gd);
+  ASSERT_TRUE(WriteFile(img_, f));
+  ExpectData({7, 40});  // the header's older directory does not have them
+  auto r = Check();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->corruptions, 1) << All(*r);
+  EXPECT_NE(All(*r).find("both are plausible, the footer's is newer"), std::string::npos) << All(*r);
+  CheckResult fixed = RepairAndVerify();
+  EXPECT_EQ(fixed.corruptions_fixed, 1) << All(fixed);
+  EXPECT_EQ(LoadLe64(ReadFile(img_), kHdrGd), kGdAtEnd);
+  ExpectData();
+}
+
+// A footer whose directory is not plausible (it names sectors of grain
+// data): the header's wins and repair makes the footer name it.
+TEST_F(StreamCheckTest, FooterNamingAnImplausibleDirectoryIsCorrected) {
+  MakeStream();
+  Bytes f = ReadFile(img_);
+  const uint64_t footer = f.size() - 1024, gd = LoadLe64(f, footer + kHdrGd);
+  StoreLe64(f, kHdrGd, gd);  // the header names the directory itself
+  const uint64_t grain1 = LoadLe32(f, StreamEntryOffset(f, 1));
+  StoreLe64(f, footer + kHdrGd, grain1);  // the footer: grain 1's compressed data
+  ASSERT_TRUE(WriteFile(img_, f));
+  auto r = Check();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->corruptions, 1) << All(*r);
+  EXPECT_NE(All(*r).find("the header's is plausible, the footer's not"), std::string::npos) << All(*r);
+  CheckResult fixed = RepairAndVerify();
+  EXPECT_EQ(fixed.corruptions_fixed, 1) << All(fixed);
+  const Bytes after = ReadFile(img_);
+  EXPECT_EQ(LoadLe64(after, after.size() - 1024 + kHdrGd), gd);
+  EXPECT_EQ(LoadLe64(after, kHdrGd), gd);
+  ExpectData();
+}
+
 TEST_F(StreamCheckTest, MarkerWithImpossibleSizeAndLeakedGrainIsSalvaged) {
   MakeStream();
   Bytes f = ReadFile(img_);

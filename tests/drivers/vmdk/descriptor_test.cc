@@ -114,6 +114,48 @@ TEST(ParseDescriptor, VmwareStyleWithAllExtentKinds) {
   EXPECT_EQ(d->total_sectors, 2800u);
 }
 
+// The opener's way: lines counted, not kept, then read one at a time;
+// the reader yields what ParseDescriptor keeps, field for field.
+TEST(ParseDescriptor, ExtentLinesReadOneAtATime) {
+  std::string text =
+      "CID=1\nparentCID=ffffffff\ncreateType=\"vmfs\"\n"
+      "# RW 9 FLAT \"comment.vmdk\" 0\n"
+      "RW 100 FLAT \"f 1.vmdk\" 7\r\n"
+      "RW 0 SPARSE \"empty.vmdk\"\n"
+      "ddb.x = \"RW 5 ZERO\"\n"
+      "  RDONLY\t400\tVMFSSPARSE  \"vs.vmdk\"  \n"
+      "RW 600 ZERO\n";
+  auto all = ParseDescriptor(text);
+  ASSERT_TRUE(all) << all.error().message();
+  ASSERT_EQ(all->extents.size(), 3u);
+  EXPECT_EQ(all->extent_count, 3u);
+  text += std::string(1, '\0') + "RW 7 ZERO\n";  // past the NUL: never seen
+  auto counted = ParseDescriptor(text, /*keep_extent_lines=*/false);
+  ASSERT_TRUE(counted) << counted.error().message();
+  EXPECT_TRUE(counted->extents.empty());
+  EXPECT_EQ(counted->extent_count, 3u);
+  EXPECT_EQ(counted->total_sectors, 1100u);
+  ExtentLineReader reader(text);
+  for (const ExtentLine& want : all->extents) {
+    auto got = reader.next();
+    ASSERT_TRUE(got) << got.error().message();
+    ASSERT_TRUE(got->has_value());
+    EXPECT_EQ((*got)->access, want.access);
+    EXPECT_EQ((*got)->sectors, want.sectors);
+    EXPECT_EQ((*got)->type, want.type);
+    EXPECT_EQ((*got)->filename, want.filename);
+    EXPECT_EQ((*got)->offset, want.offset);
+  }
+  auto end = reader.next();
+  ASSERT_TRUE(end);
+  EXPECT_FALSE(end->has_value());
+  // A broken line is the reader's error too (an opener checks first anyway).
+  ExtentLineReader broken("RW 1 FLAT \"a\"\n");
+  auto bad = broken.next();
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().message(), "Invalid extent line: RW 1 FLAT \"a\"");
+}
+
 TEST(ParseDescriptor, StopsAtNul) {
   std::string text(kQemuDesc);
   text += std::string(1, '\0') + "RW garbage that is never seen";

@@ -201,5 +201,27 @@ TEST_F(BuiltImageTest, Vmdk3BareFileIsReadByCoblkOnly) {
   }
 }
 
+// coblk-img check reads VMDK3 and seSparse (QEMU's lookup walk); repair
+// is refused for both, before anything is written, with qemu-img's exit
+// code for "unsupported" (63) and a message that says what is refused.
+TEST_F(BuiltImageTest, Vmdk3AndSeSparseAreCheckedButNotRepaired) {
+  const std::string bin = std::string(COBLK_BIN_DIR) + "/coblk-img";
+  for (bool se : {false, true}) {
+    SCOPED_TRACE(se ? "seSparse" : "VMDK3");
+    BuiltImage img = se ? BuildSeSparse(40 * 2048, SeSparseGrains()) : BuildVmdk3(48 * 2048, Vmdk3Grains());
+    WriteImage(img, se ? "seSparse" : "vmfsSparse", se ? "SESPARSE" : "VMFSSPARSE");
+    std::string out;
+    EXPECT_EQ(Sh("{ " + bin + " check " + desc_ + " 2>&1 ; }", &out), 0) << out;
+    EXPECT_NE(out.find("No errors were found on the image."), std::string::npos) << out;
+    for (const char* mode : {"leaks", "all"}) {
+      out.clear();
+      EXPECT_EQ(Sh("{ " + bin + " check -r " + mode + " " + desc_ + " 2>&1 ; }", &out), 63) << out;
+      EXPECT_EQ(out, "coblk-img: Repair of VMDK3 (COWD) and seSparse extents is not supported; "
+                     "'check' without -r reports their problems\n");
+    }
+    EXPECT_TRUE(ReadFile(extent_) == img.file) << "a refused repair wrote";
+  }
+}
+
 }  // namespace
 }  // namespace coblk::vmdk::test

@@ -22,6 +22,7 @@
 #include "drivers/vmdk/format.h"
 #include "drivers/vmdk/sesparse.h"
 #include "tests/drivers/driver_test_util.h"
+#include "tests/scratch_dir.h"
 
 namespace coblk::vmdk::test {
 
@@ -48,26 +49,7 @@ inline bool HaveQemu() {
 #define SKIP_WITHOUT_QEMU() \
   if (!::coblk::vmdk::test::HaveQemu()) GTEST_SKIP() << "qemu-img/qemu-io not installed"
 
-// A directory under the build tree (O_DIRECT-capable), removed at the end.
-class ScratchDir {
- public:
-  ScratchDir() {
-    const char* dir = std::getenv("COBLK_TEST_TMPDIR");
-    std::string tmpl = std::string(dir ? dir : COBLK_BIN_DIR) + "/vmdk-test-XXXXXX";
-    if (mkdtemp(tmpl.data())) path_ = tmpl;
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    if (!path_.empty()) std::filesystem::remove_all(path_, ec);
-  }
-  ScratchDir(const ScratchDir&) = delete;
-  ScratchDir& operator=(const ScratchDir&) = delete;
-  const std::string& path() const { return path_; }
-  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
+using ScratchDir = testing_util::ScratchDir;  // tests/scratch_dir.h
 
 inline bool WriteFile(const std::string& path, const void* data, size_t n) {
   std::ofstream f(path, std::ios::binary | std::ios::trunc);
