@@ -1,6 +1,7 @@
 #include "drivers/file/file_node.h"
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -116,15 +117,7 @@ Status FileNode::OpenFd(bool read_only) {
   set_size(RoundUpToSector(len));
   written_end_ = len;
   align_ = ProbeDirectAlignment(fd_, config_.direct);
-  if (config_.direct && is_regular_) {
-    cached_fd_ = ::open(name.c_str(), O_RDONLY | O_CLOEXEC);
-    struct stat again;
-    if (cached_fd_ >= 0 && (fstat(cached_fd_, &again) < 0 || again.st_ino != st.st_ino ||
-                            again.st_dev != st.st_dev)) {
-      ::close(cached_fd_);  // renamed over meanwhile: not the same file
-      cached_fd_ = -1;
-    }
-  }
+  try_cached_fd_ = config_.direct && is_regular_;
   return OkStatus();
 }
 
@@ -210,8 +203,8 @@ Task<Status> FileNode::Rw(bool write, int64_t offset, IoVector& qiov) {
   if (fd_ < 0) co_return MakeError(EBADF, "file: I/O on a closed node");
   // A large read whose every page is cached: a copy on the pool (see
   // cached_fd_). Small reads keep the direct path's latency.
-  if (!write && cached_fd_ >= 0 && static_cast<int64_t>(qiov.size()) >= kPageCacheReadMin &&
-      FullyInPageCache(fd_, offset, static_cast<int64_t>(qiov.size()))) {
+  if (!write && try_cached_fd_ && static_cast<int64_t>(qiov.size()) >= kPageCacheReadMin &&
+      FullyInPageCache(fd_, offset, static_cast<int64_t>(qiov.size())) && OpenCachedFd()) {
     ++page_cache_reads_;
     co_return co_await PoolRw(false, offset, qiov, cached_fd_);
   }
@@ -226,6 +219,32 @@ Task<Status> FileNode::Rw(bool write, int64_t offset, IoVector& qiov) {
   Status st = co_await DirectRw(write, offset, biov);
   if (st && !write) qiov.copy_from(0, buf.data(), n);
   co_return st;
+}
+
+// Opens cached_fd_ the first time it is needed; false (for good) where it
+// cannot be had. A split image has a file per extent, so the descriptor is
+// given up rather than taken from the last half of the process's
+// descriptor table (RLIMIT_NOFILE), which later opens may need.
+bool FileNode::OpenCachedFd() {
+  if (cached_fd_ >= 0) return true;
+  try_cached_fd_ = false;
+  struct rlimit lim {};
+  if (getrlimit(RLIMIT_NOFILE, &lim) != 0) return false;
+  int fd = ::open(config_.filename.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  struct stat mine, again;
+  if (lim.rlim_cur != RLIM_INFINITY && static_cast<rlim_t>(fd) >= lim.rlim_cur / 2) {
+    ::close(fd);
+    return false;
+  }
+  if (fstat(fd_, &mine) < 0 || fstat(fd, &again) < 0 || again.st_ino != mine.st_ino ||
+      again.st_dev != mine.st_dev) {
+    ::close(fd);  // renamed over since the node opened it: not the same file
+    return false;
+  }
+  cached_fd_ = fd;
+  try_cached_fd_ = true;
+  return true;
 }
 
 Task<Status> FileNode::DirectRw(bool write, int64_t offset, IoVector& qiov) {

@@ -81,6 +81,7 @@ class FileNode final : public BlockNode {
   Task<Status> Rw(bool write, int64_t offset, IoVector& qiov);
   Task<Status> DirectRw(bool write, int64_t offset, IoVector& qiov);
   Task<Status> PoolRw(bool write, int64_t offset, IoVector& qiov, int fd);
+  bool OpenCachedFd();
   Task<Status> Fdatasync();
   int WriteZeroesBlocking(int64_t offset, int64_t bytes, uint32_t flags);
   int ZeroRangeBlocking(int64_t offset, int64_t bytes);
@@ -97,10 +98,13 @@ class FileNode final : public BlockNode {
   // O_DIRECT read would, without the device I/O an O_DIRECT read of cached
   // pages still does (it writes back dirty pages, then reads the disk).
   // Reads that miss the cache in any page stay O_DIRECT, so cache=none
-  // still never fills the cache. Opened and closed with fd_ (loop thread;
-  // pool jobs use it only while a request is in flight, as fd_); -1 where
-  // it could not be opened.
+  // still never fills the cache. Opened on the first read that can use it
+  // (OpenCachedFd), closed with fd_ (loop thread; pool jobs use it only
+  // while a request is in flight, as fd_); -1 until then, or for good
+  // once try_cached_fd_ is false (not direct, not a regular file, or the
+  // open failed).
   int cached_fd_ = -1;
+  bool try_cached_fd_ = false;
   uint64_t page_cache_reads_ = 0;  // loop thread only
   bool is_regular_ = false;
   bool is_char_device_ = false;  // /dev/null and the like: buffered, nothing to sync

