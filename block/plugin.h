@@ -36,7 +36,8 @@
 // (was bool), and driver reads may carry kReqPaddedPastEnd. Within 2:
 // kStatusRecurse added (an addition: the generic layer now refines a data
 // answer with its file's holes only where the driver sets it; a plugin
-// that does not still answers correctly, only without that refinement).
+// that does not still answers correctly, only without that refinement);
+// OpenContext::check added (opened for check; a plugin may ignore it).
 #define COBLK_PLUGIN_ABI_VERSION 2
 
 namespace coblk {

@@ -227,7 +227,7 @@ class CrashSafety : public VmdkWriteTest {
 // One error at the Nth write or flush, for every N the workload reaches.
 TEST_F(CrashSafety, ErrorAtEveryWriteOrFlush) {
   int n = 0;
-  for (;; ++n) {
+  for (;; n += kFaultSweepStride) {
     const bool fired = Run("inject-error.0.iotype=write|flush,inject-error.0.once=on,"
                            "inject-error.0.after=" + std::to_string(n),
                            Mode::kError, n % 9 == 0);

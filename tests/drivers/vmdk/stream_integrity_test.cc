@@ -171,7 +171,7 @@ TEST_F(StreamIntegrityTest, PowerLossAtEveryWriteOfFirstOpen) {
     const std::string pristine = dir / "p.vmdk", img = dir / "a.vmdk";
     ASSERT_TRUE(CreateWith(c.qemu, pristine, c.opts, "64M"));
     int n = 0;
-    for (;; ++n) {
+    for (;; n += kFaultSweepStride) {
       SCOPED_TRACE(std::string(c.qemu ? "qemu-img " : "coblk ") + c.opts +
                    ", drop-writes-after=" + std::to_string(n));
       fs::copy_file(pristine, img, fs::copy_options::overwrite_existing);
