@@ -118,6 +118,10 @@ TEST_F(QemuParityTest, ForcedVmdkOnOtherFile) {
 TEST_F(QemuParityTest, CreateErrorsBeforeFormatting) {
   ExpectSameImg({"create", "-f", "vmdk", "-o", "bogus=1", "x.vmdk", "1M"});
   ExpectSameImg({"create", "-f", "raw", "-o", "size=1M,bogus=1", "x.img"});
+  // A size in -o and as an argument: refused even when they agree.
+  ExpectSameImg({"create", "-f", "vmdk", "-o", "size=2M", "x.vmdk", "1M"});
+  ExpectSameImg({"create", "-f", "raw", "-o", "size=1M", "x.img", "1M"});
+  ExpectSameImg({"create", "-f", "raw", "-o", "size=1M,bogus=1", "x.img", "1M"});
   ExpectSameImg({"create", "-f", "vmdk", "-b", "nonexist.vmdk", "-F", "vmdk", "y.vmdk"});
   ExpectSameImg({"create", "-f", "vmdk", "-b", "nonexist.vmdk", "-F", "vmdk", "y.vmdk", "1M"});
   EXPECT_NE(::access(Path("x.vmdk").c_str(), F_OK), 0);
