@@ -18,7 +18,7 @@
 #   default-mode rows).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-build=${1:-$here/build}
+build=$(cd "${1:-$here/build}" && pwd)  # absolute: works from any directory
 coblk_img=$build/bin/coblk-img
 runs=${RUNS:-5}
 dir=${COBLK_BENCH_DIR:-$build}/bench-commit
