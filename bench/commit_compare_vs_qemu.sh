@@ -8,8 +8,8 @@
 # cache mode (qemu-img: writeback, its -T default; coblk: O_DIRECT, whose
 # large reads of ranges the page cache holds are copied from it), then with
 # -T none and -T writeback given to both. Last, the floors: how fast `dd`
-# copies the compared bytes out of the page cache, how fast they compare in
-# place (mapped, no copy), and how fast fio reads them from storage. Prints the best wall time of RUNS
+# copies the compared bytes out of the page cache and how fast they compare
+# in place (mapped, no copy). Prints the best wall time of RUNS
 # runs side by side and checks each commit result with qemu-img compare
 # against the source data.
 #
@@ -150,9 +150,8 @@ t2=$(timeit warm_full dd2)
 printf "%-44s %9ss %9ss  (2 GiB: %.1f / %.1f GB/s)\n" "page-cache copy floor, 1 / 2 dd streams" \
   "$t1" "$t2" "$(echo "2.147 / $t1" | bc -l)" "$(echo "2.147 / $t2" | bc -l)"
 
-# Two more floors, no copy at all: the warm pair mapped and compared with
-# memcmp on 1 and 2 threads (bench/compare_floor_bench.cc), and the cold
-# pair read by fio, O_DIRECT, both files at once, 2 MiB at depth 8 each.
+# One more floor, no copy at all: the warm pair mapped and compared with
+# memcmp on 1 and 2 threads (bench/compare_floor_bench.cc).
 if [ -x "$build/bin/compare_floor_bench" ]; then
   warm_full
   COBLK_FLOOR_A=$full COBLK_FLOOR_B=$dir/full-copy.raw "$build/bin/compare_floor_bench" \
@@ -161,15 +160,4 @@ if [ -x "$build/bin/compare_floor_bench" ]; then
            if (!(k in best) || t < best[k]) best[k] = t }
          END { printf "%-44s %9.2fs %9.2fs  (memcmp of the mapped pair, 1 / 2 threads)\n",
                "page-cache zero-copy floor, warm", best["BM_MappedCompare/1"], best["BM_MappedCompare/2"] }'
-fi
-if command -v fio >/dev/null; then
-  cold_full() { dropcache "$full" "$dir/full-copy.raw"; }
-  fio2() {
-    fio --name=a --filename="$full" --rw=read --bs=2M --iodepth=8 --ioengine=libaio --direct=1 \
-      --name=b --filename="$dir/full-copy.raw" --rw=read --bs=2M --iodepth=8 --ioengine=libaio \
-      --direct=1 >/dev/null 2>&1
-  }
-  tf=$(timeit cold_full fio2)
-  printf "%-44s %9ss %9s   (2 GiB: %.1f GB/s)\n" "storage floor, cold: fio reads both files" "$tf" "" \
-    "$(echo "2.147 / $tf" | bc -l)"
 fi
