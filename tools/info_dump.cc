@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <cstdint>
 #include <cstdio>
+#include <string_view>
 #include <vector>
 
 namespace coblk::tools {
@@ -113,6 +115,95 @@ nlohmann::ordered_json QemuKeyOrder(const nlohmann::ordered_json& j) {
   return out;
 }
 
-std::string JsonPretty(const nlohmann::ordered_json& j) { return QemuKeyOrder(j).dump(4); }
+namespace {
+
+// One code point of QEMU's "modified UTF-8" (util/unicode.c's rules): the
+// sequence at s[i] decoded, i advanced past it. Invalid sequences (a stray
+// continuation byte, 0xFE/0xFF, a missing continuation byte, overlong
+// forms other than C0 80 for U+0000, surrogates, noncharacters, beyond
+// U+10FFFF) give -1; a sequence cut short consumes its lead byte and the
+// continuation bytes present.
+int32_t NextModUtf8(std::string_view s, size_t& i) {
+  const auto byte = [&](size_t k) { return static_cast<uint32_t>(static_cast<unsigned char>(s[k])); };
+  const uint32_t lead = byte(i++);
+  if (lead < 0x80) return static_cast<int32_t>(lead);
+  if (lead >= 0xFE || (lead & 0x40) == 0) return -1;
+  int len = 0;
+  for (uint32_t mask = 0x80; lead & mask; mask >>= 1) ++len;  // 2..6
+  uint32_t cp = lead & ((0x80u >> len) - 1);
+  for (int k = 1; k < len; ++k) {
+    if (i >= s.size() || (byte(i) & 0xC0) != 0x80) return -1;
+    cp = (cp << 6) | (byte(i++) & 0x3F);
+  }
+  static constexpr uint32_t kMinForLength[] = {0x80, 0x800, 0x10000, 0x200000, 0x4000000};
+  const bool noncharacter = (cp >= 0xFDD0 && cp <= 0xFDEF) || (cp & 0xFFFE) == 0xFFFE;
+  if (cp > 0x10FFFF || noncharacter || (cp >= 0xD800 && cp <= 0xDFFF)) return -1;
+  if (cp < kMinForLength[len - 2] && !(cp == 0 && len == 2)) return -1;
+  return static_cast<int32_t>(cp);
+}
+
+void AppendUtf8(std::string& out, uint32_t cp) {
+  if (cp < 0x80) {
+    out += static_cast<char>(cp);
+  } else if (cp < 0x800) {
+    out += static_cast<char>(0xC0 | (cp >> 6));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else if (cp < 0x10000) {
+    out += static_cast<char>(0xE0 | (cp >> 12));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else {
+    out += static_cast<char>(0xF0 | (cp >> 18));
+    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  }
+}
+
+// A string as QEMU's JSON writer reads it (a C string: up to the first NUL
+// byte), made valid UTF-8 with every invalid sequence as U+FFFD. Names
+// come from image files (extent names, backing hints), so any bytes occur;
+// nlohmann's dump throws on invalid UTF-8.
+std::string QemuJsonText(std::string_view s) {
+  s = s.substr(0, s.find('\0'));
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size();) {
+    const int32_t cp = NextModUtf8(s, i);
+    AppendUtf8(out, cp < 0 ? 0xFFFD : static_cast<uint32_t>(cp));
+  }
+  return out;
+}
+
+nlohmann::ordered_json QemuJsonStrings(const nlohmann::ordered_json& j) {
+  if (j.is_string()) return QemuJsonText(j.get_ref<const std::string&>());
+  if (j.is_array()) {
+    nlohmann::ordered_json out = nlohmann::ordered_json::array();
+    for (const auto& e : j) out.push_back(QemuJsonStrings(e));
+    return out;
+  }
+  if (!j.is_object()) return j;
+  nlohmann::ordered_json out = nlohmann::ordered_json::object();
+  for (auto it = j.begin(); it != j.end(); ++it) out[QemuJsonText(it.key())] = QemuJsonStrings(it.value());
+  return out;
+}
+
+}  // namespace
+
+// QEMU's writer escapes every code point outside 0x20..0x7E as \uXXXX with
+// upper-case hex (a surrogate pair beyond the BMP), and its named escapes
+// are nlohmann's: dump ASCII-only, then upper-case the \u escapes' digits.
+std::string JsonPretty(const nlohmann::ordered_json& j) {
+  std::string text = QemuKeyOrder(QemuJsonStrings(j)).dump(4, ' ', /*ensure_ascii=*/true);
+  for (size_t i = 0; i + 1 < text.size(); ++i) {
+    if (text[i] != '\\') continue;
+    if (text[i + 1] == 'u') {
+      for (size_t k = i + 2; k < i + 6 && k < text.size(); ++k)
+        text[k] = static_cast<char>(std::toupper(static_cast<unsigned char>(text[k])));
+    }
+    ++i;  // skip the escaped character ("\\" included)
+  }
+  return text;
+}
 
 }  // namespace coblk::tools

@@ -198,7 +198,10 @@ const char* ExtentTypeName(ExtentType t) {
   return "?";
 }
 
-Result<Descriptor> ParseDescriptor(std::string_view text, bool keep_extent_lines) {
+namespace {
+
+Result<Descriptor> ParseDescriptorText(std::string_view text, bool keep_extent_lines,
+                                       bool skip_extent_lines) {
   text = UntilNul(text);
   if (text.size() > kMaxDescriptorBytes)
     return MakeError(EFBIG, StrFormat("Descriptor too big: %zu bytes",
@@ -210,6 +213,7 @@ Result<Descriptor> ParseDescriptor(std::string_view text, bool keep_extent_lines
     if (line.empty() || line.front() == '#') continue;
 
     if (IsExtentLine(line)) {
+      if (skip_extent_lines) continue;
       auto e = ParseExtentLine(line);
       if (!e) return std::unexpected(e.error());
       // QEMU skips empty extents (qemu-img writes "RW 0 SPARSE" for a
@@ -272,6 +276,16 @@ Result<Descriptor> ParseDescriptor(std::string_view text, bool keep_extent_lines
   if (!have_cid) return MakeError(EINVAL, "Descriptor has no CID");
   if (!have_parent_cid) return MakeError(EINVAL, "Descriptor has no parentCID");
   return d;
+}
+
+}  // namespace
+
+Result<Descriptor> ParseDescriptor(std::string_view text, bool keep_extent_lines) {
+  return ParseDescriptorText(text, keep_extent_lines, /*skip_extent_lines=*/false);
+}
+
+Result<Descriptor> ParseEmbeddedDescriptor(std::string_view text) {
+  return ParseDescriptorText(text, /*keep_extent_lines=*/false, /*skip_extent_lines=*/true);
 }
 
 ExtentLineReader::ExtentLineReader(std::string_view text) : rest_(UntilNul(text)) {}

@@ -66,6 +66,13 @@ struct Descriptor {
 // up to 100,000 lines of a 1 MiB descriptor.
 Result<Descriptor> ParseDescriptor(std::string_view text, bool keep_extent_lines = true);
 
+// The descriptor inside a monolithic sparse file (header's descriptor
+// area): QEMU reads only its CIDs, parentFileNameHint and ddb entries there
+// and never its extent line, which names the file itself and may not parse
+// (qemu-img create writes RW 2048 SPARSE "a"b.vmdk" for a file named
+// a"b.vmdk). Extent lines are skipped, not checked or counted.
+Result<Descriptor> ParseEmbeddedDescriptor(std::string_view text);
+
 // The extent lines of descriptor text, one at a time, in order: exactly the
 // lines ParseDescriptor keeps (0-sector lines skipped), each parsed when it
 // is asked for. Holds a view of `text`, which must outlive it.

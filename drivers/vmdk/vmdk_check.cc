@@ -353,6 +353,40 @@ void ExtentChecker::mark_fixed_metadata() {
     meta_.set(file_sectors_ - kFooterBytes / kSectorSize, file_sectors_);
 }
 
+// The header's directories must lie clear of each other, the header and
+// the descriptor: a capacity, grain size or directory offset changed on
+// disk can make the (redundant) directory run over the other one, and then
+// every write repair makes to one changes the other (a repair that never
+// converges, new tables for garbage entries on each run). Reported as one
+// corruption; nothing of the extent is repaired.
+void ExtentChecker::check_directory_overlap() {
+  struct Area {
+    const char* name;
+    uint64_t begin, end;
+  };
+  std::vector<Area> areas = {{"the header", 0, 1}};
+  if (header_.desc_offset && header_.desc_size)
+    areas.push_back({"the descriptor", header_.desc_offset, header_.desc_offset + header_.desc_size});
+  const uint64_t gd = layout_.l1_table_offset / kSectorSize;
+  areas.push_back({"the grain directory", gd, gd + gd_sectors_});
+  if (layout_.l1_backup_offset) {
+    const uint64_t rgd = layout_.l1_backup_offset / kSectorSize;
+    areas.push_back({"the redundant grain directory", rgd, rgd + gd_sectors_});
+  }
+  for (size_t a = 0; a < areas.size(); ++a) {
+    for (size_t b = a + 1; b < areas.size(); ++b) {
+      if (areas[a].begin >= areas[b].end || areas[b].begin >= areas[a].end) continue;
+      f_.corruption(prefix() + StrFormat("%s (sectors %" PRIu64 "..%" PRIu64 ") overlaps %s (sectors %" PRIu64
+                                         "..%" PRIu64 "): the header's capacity, grain size or directory "
+                                         "offsets are wrong; this extent is not repaired",
+                                         areas[b].name, areas[b].begin, areas[b].end - 1, areas[a].name,
+                                         areas[a].begin, areas[a].end - 1));
+      fix_ = 0;
+      return;
+    }
+  }
+}
+
 // What lies at a file sector marked as metadata (for messages).
 std::string ExtentChecker::where(uint64_t sector) const {
   if (sector == 0) return "the header";
@@ -1015,6 +1049,7 @@ Task<Status> ExtentChecker::run() {
                              "and tables are lost and every grain reads as unallocated (-r all rebuilds them "
                              "from the grain markers)");
   } else {
+    check_directory_overlap();
     const int64_t before_footer = f_.result().corruptions;
     check_footer();
     const bool footer_bad = f_.result().corruptions != before_footer;

@@ -147,6 +147,7 @@ class ExtentChecker {
   // ---- vmdk_check.cc: the walk ----
   Task<Status> read_headers();
   void mark_fixed_metadata();
+  void check_directory_overlap();
   Task<Status> walk_directories();  // pass 1: tables named by GD and RGD
   Task<Status> walk_tables();       // pass 2: every entry of every table
   Task<Status> check_table(uint64_t i, std::span<uint8_t> t, uint64_t table_sector, std::span<uint8_t> rt,

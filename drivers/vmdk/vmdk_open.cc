@@ -192,7 +192,7 @@ Task<Status> OpenMonolithic(OpenContext& ctx, VmdkNode& node, BlockNode& file, u
       }
       auto text = co_await ReadDescriptorText(file, range->offset, range->length);
       if (!text) co_return std::unexpected(text.error());
-      auto d = ParseDescriptor(*text);
+      auto d = ParseEmbeddedDescriptor(*text);
       // QEMU refuses images whose embedded descriptor has no CID.
       if (!d) co_return std::unexpected(d.error());
       TakeDescriptorFacts(node, *d);

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
 
 #include <nlohmann/json.hpp>
@@ -162,6 +163,39 @@ TEST_F(QueryTest, MapOddSizedFile) {
     ExpectSameJson({"map", "--output=json", "-f", "raw", img});
     ExpectSameImg({"map", "-f", "raw", img});
     ExpectSameJson({"map", "--output=json", "-f", "raw", "--start-offset=4k", img});
+  }
+}
+
+// Names in JSON output come from image files (extent names, backing
+// hints, file names) and may hold any bytes. QEMU's JSON writer reads them
+// as modified UTF-8: each invalid sequence (and each noncharacter,
+// surrogate or overlong form) is U+FFFD, and every code point outside
+// 0x20..0x7E is a \uXXXX escape with upper-case hex. coblk-img printed
+// UTF-8 as it was and aborted (an uncaught nlohmann exception) on bytes
+// that are not UTF-8.
+TEST_F(QueryTest, JsonNamesEscapedAsQemu) {
+  const std::vector<std::string> names = {
+      "\xff\xfe" "b",       "\xc3\xbc.img",     "\xf0\x9f\x98\x80.img", "del\x7f.img",
+      "\xef\xbf\xbe.img",   "\xc1\xbf.img",     "\xe2\x82.img",         "\xc0\x80.img",
+      "\xed\xa0\x80.img",   "tab\tq\"b\\s.img", "\xe2\x82\xac.img",     "x\x80y.img"};
+  for (size_t n = 0; n < names.size(); ++n) {
+    SCOPED_TRACE(n);
+    const int fd = ::open(Path(names[n]).c_str(), O_CREAT | O_TRUNC | O_WRONLY, 0644);
+    ASSERT_GE(fd, 0) << ::strerror(errno);
+    ASSERT_EQ(::ftruncate(fd, 1 << 20), 0);
+    ::close(fd);
+    std::string desc =
+        "# Disk DescriptorFile\nversion=1\nCID=12345678\nparentCID=ffffffff\n"
+        "createType=\"monolithicFlat\"\n\n# Extent description\nRW 2048 FLAT \"" +
+        names[n] + "\" 0\n\nddb.adapterType = \"ide\"\n";
+    const int dfd = ::open(Path("d.vmdk").c_str(), O_CREAT | O_TRUNC | O_WRONLY, 0644);
+    ASSERT_GE(dfd, 0);
+    ASSERT_EQ(::write(dfd, desc.data(), desc.size()), static_cast<ssize_t>(desc.size()));
+    ::close(dfd);
+    if (names[n].find('"') == std::string::npos) ExpectSameJson({"info", "--output=json", "d.vmdk"});
+    ExpectSameJson({"info", "--output=json", "-f", "raw", names[n]});
+    MustImg({"create", "-q", "-f", "vmdk", names[n] + ".vmdk", "1M"}, true);
+    ExpectSameCheck({"check", "--output=json", names[n] + ".vmdk"});
   }
 }
 

@@ -138,6 +138,24 @@ TEST_F(QemuParityTest, CreateErrorsBeforeFormatting) {
   ExpectSameImg({"create", "-f", "vmdk", "-b", "base.vmdk", "-F", "vmdk", "sub/top.vmdk"});
 }
 
+// qemu-img create names the file in the extent line of the descriptor it
+// embeds in a monolithicSparse or streamOptimized image, quotes and all
+// (RW 2048 SPARSE "a"b.vmdk"). QEMU never parses that line; coblk did, and
+// refused to open the image ("Invalid extent line").
+TEST_F(QemuParityTest, EmbeddedDescriptorExtentLineIsNotParsed) {
+  for (const std::string sub : {"monolithicSparse", "streamOptimized"}) {
+    const std::string img = "q\"uote " + sub + ".vmdk";
+    ASSERT_EQ(QImg({"create", "-q", "-f", "vmdk", "-o", "subformat=" + sub, img, "1M"}).status, 0);
+    ASSERT_EQ(QIo({"-c", "write -P 7 0 64k", img}).status, 0);
+    ExpectSameImg({"info", img});
+    ExpectSameImg({"map", "--output=json", img});
+    ExpectSameCheck({"check", img});
+    RunResult r = Io({"-r", "-c", "read -P 7 0 64k", img});
+    EXPECT_EQ(r.status, 0) << r.out << r.err;
+    EXPECT_EQ(r.out.find("Pattern verification failed"), std::string::npos) << r.out;
+  }
+}
+
 // Defect: a 31-byte file probed as raw reported virtual size 31 and
 // "read 0 512" failed with EIO; QEMU counts in sectors (512) and reads
 // zeros past the end.

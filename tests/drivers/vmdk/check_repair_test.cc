@@ -237,6 +237,30 @@ TEST_F(CheckRepairTest, GrainTableOutsideTheFileGetsANewTableFromTheRedundant) {
   ExpectData();
 }
 
+// Found by mutating a header: a capacity raised to 1 TiB makes both 128 KiB
+// directories run over each other (and the tables after them). Repair then
+// wrote new tables for the garbage entries of one directory into the other,
+// never converged (each run grew the file, 196 KiB -> 71 MiB, and left
+// thousands of findings) and took a minute. The overlap is one corruption
+// and nothing is written.
+TEST_F(CheckRepairTest, OverlappingDirectoriesAreReportedNotRepaired) {
+  MakeSparse();
+  Bytes f = ReadFile(img_);
+  StoreLe64(f, 12, uint64_t{1} << 31);  // capacity: 2^31 sectors
+  ASSERT_TRUE(WriteFile(img_, f));
+  auto r = Check();
+  ASSERT_TRUE(r) << r.error().ToString();
+  EXPECT_GE(r->corruptions, 1);
+  EXPECT_NE(All(*r).find("overlaps the grain directory"), std::string::npos) << All(*r);
+  for (uint32_t fix : {kCheckFixAll, kCheckFixLeaks}) {
+    auto fixed = Check(fix);
+    ASSERT_TRUE(fixed) << fixed.error().ToString();
+    EXPECT_EQ(fixed->corruptions_fixed, 0) << All(*fixed);
+    EXPECT_EQ(fixed->leaks_fixed, 0) << All(*fixed);
+    EXPECT_TRUE(ReadFile(img_) == f) << "repair wrote to an image whose directories overlap";
+  }
+}
+
 TEST_F(CheckRepairTest, RedundantDirectoryEntryMissingIsRebuilt) {
   MakeSparse();
   Bytes f = ReadFile(img_);
