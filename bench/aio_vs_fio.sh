@@ -4,7 +4,7 @@
 # Usage: bench/aio_vs_fio.sh [build-dir]   (default: build)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-build=${1:-$here/build}
+build=$(cd "${1:-$here/build}" && pwd)  # absolute: works from any directory
 file=${COBLK_BENCH_FILE:-$build/bench-1g.img}
 export COBLK_BENCH_FILE=$file
 

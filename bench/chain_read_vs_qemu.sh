@@ -14,7 +14,7 @@
 #   COUNT=200000 (requests per run), DEPTH=32, RUNS=3 (best of)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-build=${1:-$here/build}
+build=$(cd "${1:-$here/build}" && pwd)  # absolute: works from any directory
 coblk_img=$build/bin/coblk-img
 count=${COUNT:-200000}
 depth=${DEPTH:-32}

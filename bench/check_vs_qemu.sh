@@ -14,7 +14,7 @@
 #   SIZE=64G PERCENT=10 RUNS=5 SEED=13; COBLK_BENCH_DIR=dir for the image.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-build=${1:-$here/build}
+build=$(cd "${1:-$here/build}" && pwd)  # absolute: works from any directory
 coblk_img=$build/bin/coblk-img
 size=${SIZE:-64G}
 percent=${PERCENT:-10}

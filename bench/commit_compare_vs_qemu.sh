@@ -7,8 +7,9 @@
 # (cold) and with both files read into it (warm), in each tool's default
 # cache mode (qemu-img: writeback, its -T default; coblk: O_DIRECT, whose
 # large reads of ranges the page cache holds are copied from it), then with
-# -T none and -T writeback given to both. Last, the bound for warm runs:
-# how fast `dd` copies the compared bytes out of the page cache. Prints the best wall time of RUNS
+# -T none and -T writeback given to both. Last, the floors: how fast `dd`
+# copies the compared bytes out of the page cache, how fast they compare in
+# place (mapped, no copy), and how fast fio reads them from storage. Prints the best wall time of RUNS
 # runs side by side and checks each commit result with qemu-img compare
 # against the source data.
 #
@@ -18,7 +19,7 @@
 #   default-mode rows).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-build=${1:-$here/build}
+build=$(cd "${1:-$here/build}" && pwd)  # absolute: works from any directory
 coblk_img=$build/bin/coblk-img
 runs=${RUNS:-5}
 dir=${COBLK_BENCH_DIR:-$build}/bench-commit
@@ -28,7 +29,7 @@ src=$dir/src-1g.raw
 command -v qemu-img >/dev/null || { echo "qemu-img not installed (apt-get install qemu-utils)"; exit 1; }
 [ -x "$coblk_img" ] || { echo "$coblk_img not built (scripts/build.sh release)"; exit 1; }
 
-if [ ! -f "$src" ] || [ "$(stat -c %s "$src")" -ne $((1 << 30)) ]; then
+if [ ! -f "$src" ] || [ "$(stat -L -c %s "$src")" -ne $((1 << 30)) ]; then
   echo "writing $src (1 GiB, 512 MiB of random data in every other 1 MiB)..."
   rm -f "$src"
   truncate -s 1G "$src"
@@ -37,7 +38,7 @@ if [ ! -f "$src" ] || [ "$(stat -c %s "$src")" -ne $((1 << 30)) ]; then
   done
 fi
 full=$dir/full-1g.raw
-if [ ! -f "$full" ] || [ "$(stat -c %s "$full")" -ne $((1 << 30)) ]; then
+if [ ! -f "$full" ] || [ "$(stat -L -c %s "$full")" -ne $((1 << 30)) ]; then
   echo "writing $full (1 GiB of random data)..."
   head -c 1G /dev/urandom >"$full"
 fi
@@ -148,3 +149,27 @@ t1=$(timeit warm_full dd1)
 t2=$(timeit warm_full dd2)
 printf "%-44s %9ss %9ss  (2 GiB: %.1f / %.1f GB/s)\n" "page-cache copy floor, 1 / 2 dd streams" \
   "$t1" "$t2" "$(echo "2.147 / $t1" | bc -l)" "$(echo "2.147 / $t2" | bc -l)"
+
+# Two more floors, no copy at all: the warm pair mapped and compared with
+# memcmp on 1 and 2 threads (bench/compare_floor_bench.cc), and the cold
+# pair read by fio, O_DIRECT, both files at once, 2 MiB at depth 8 each.
+if [ -x "$build/bin/compare_floor_bench" ]; then
+  warm_full
+  COBLK_FLOOR_A=$full COBLK_FLOOR_B=$dir/full-copy.raw "$build/bin/compare_floor_bench" \
+    --benchmark_repetitions="$runs" --benchmark_report_aggregates_only=false 2>/dev/null |
+    awk '/^BM_MappedCompare\/[12]\/real_time / { t = $2 / 1000; k = $1; sub(/\/real_time/, "", k);
+           if (!(k in best) || t < best[k]) best[k] = t }
+         END { printf "%-44s %9.2fs %9.2fs  (memcmp of the mapped pair, 1 / 2 threads)\n",
+               "page-cache zero-copy floor, warm", best["BM_MappedCompare/1"], best["BM_MappedCompare/2"] }'
+fi
+if command -v fio >/dev/null; then
+  cold_full() { dropcache "$full" "$dir/full-copy.raw"; }
+  fio2() {
+    fio --name=a --filename="$full" --rw=read --bs=2M --iodepth=8 --ioengine=libaio --direct=1 \
+      --name=b --filename="$dir/full-copy.raw" --rw=read --bs=2M --iodepth=8 --ioengine=libaio \
+      --direct=1 >/dev/null 2>&1
+  }
+  tf=$(timeit cold_full fio2)
+  printf "%-44s %9ss %9s   (2 GiB: %.1f GB/s)\n" "storage floor, cold: fio reads both files" "$tf" "" \
+    "$(echo "2.147 / $tf" | bc -l)"
+fi

@@ -10,7 +10,7 @@
 #   COBLK_BENCH_DIR (where the 1 GiB input and outputs go; default build-dir).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-build=${1:-$here/build}
+build=$(cd "${1:-$here/build}" && pwd)  # absolute: works from any directory
 coblk_img=$build/bin/coblk-img
 runs=${RUNS:-3}  # best of N: single runs on a small VM vary by 2x
 dir=${COBLK_BENCH_DIR:-$build}

@@ -33,7 +33,7 @@
 #   (rread: the read with -r, a read-only open).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-build=${1:-$here/build}
+build=$(cd "${1:-$here/build}" && pwd)  # absolute: works from any directory
 out=${OUT:-$build/bench-hostile}
 timeout_s=${TIMEOUT:-30}
 runs=${RUNS:-1}

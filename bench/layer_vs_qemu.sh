@@ -9,7 +9,7 @@
 # Usage: bench/layer_vs_qemu.sh [build-dir]
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-build=${1:-$here/build}
+build=$(cd "${1:-$here/build}" && pwd)  # absolute: works from any directory
 img=$build/bin/coblk-img
 file=${COBLK_BENCH_FILE:-$build/bench-1g.img}
 if [ ! -f "$file" ] || [ "$(stat -c %s "$file")" -ne $((1 << 30)) ]; then

@@ -20,7 +20,7 @@
 #   THREADS=32 (nbdkit worker threads)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-build=${1:-$here/build}
+build=$(cd "${1:-$here/build}" && pwd)  # absolute: works from any directory
 coblk_img=$build/bin/coblk-img
 plugin=$build/lib/nbdkit-coblk-plugin.so
 count=${COUNT:-100000}

@@ -9,7 +9,7 @@
 # Usage: bench/plugin_format_vs_vmdk.sh [build-dir]   (COUNT=50000)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-build=${1:-$here/build}
+build=$(cd "${1:-$here/build}" && pwd)  # absolute: works from any directory
 count=${COUNT:-50000}
 plugin=$build/lib/coblk-plugin-sparse.so
 work=$(mktemp -d "$build/plugin-bench-XXXXXX")

@@ -13,7 +13,7 @@
 #   for extra flags on one side only.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-build=${1:-$here/build}
+build=$(cd "${1:-$here/build}" && pwd)  # absolute: works from any directory
 coblk_img=$build/bin/coblk-img
 count=${COUNT:-200000}
 depths=${DEPTHS:-"1 32"}

@@ -10,7 +10,7 @@
 # Usage: bench/vmdk_write_vs_qemu.sh [build-dir]
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-build=${1:-$here/build}
+build=$(cd "${1:-$here/build}" && pwd)  # absolute: works from any directory
 img=$build/bin/coblk-img
 work=$build/bench-write
 mkdir -p "$work"

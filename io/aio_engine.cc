@@ -7,6 +7,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "io/exit_teardown.h"
+
 namespace coblk {
 
 Result<std::unique_ptr<AioEngine>> AioEngine::Create(EventLoop& loop,
@@ -35,8 +37,10 @@ AioEngine::~AioEngine() {
     loop_.remove_fd(event_fd_);
     close(event_fd_);
   }
-  // io_destroy waits for requests still in the kernel.
-  if (ctx_) io_destroy(ctx_);
+  // io_destroy waits for requests still in the kernel. An idle context of
+  // a program about to exit may be left to its exit (io/exit_teardown.h):
+  // no request can complete into memory this engine no longer owns.
+  if (ctx_ && !(in_flight_ == 0 && KeepAioContextUntilExit())) io_destroy(ctx_);
 }
 
 AioEngine::Op::Op(AioEngine& engine, bool is_write, int fd, IoVector& iov, uint64_t offset)

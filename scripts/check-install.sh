@@ -6,7 +6,7 @@
 #     an embedding program and driver plugins, then run: the program on an
 #     image, the installed coblk-io with a plugin, the installed
 #     conformance kit with the throttle filter plugin;
-#  3. an embedding program built with pkg-config only;
+#  3. an embedding program and a driver plugin built with pkg-config only;
 #  4. with COBLK_CHECK_SUBDIR=1 (not in CI: it compiles coblk once more),
 #     a project that add_subdirectory()s coblk.
 # Usage: scripts/check-install.sh [build-dir]   (default build/)
@@ -49,6 +49,14 @@ g++ -O1 -o "$work/embed-pc" "$root/examples/read_image.cc" \
   $(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --cflags --libs coblk)
 "$work/embed-pc" "$img" "$work/copy.raw" >/dev/null
 cmp "$img" "$work/copy.raw"
+
+echo "--- driver plugin built with pkg-config (README's command)"
+# shellcheck disable=SC2046
+g++ -O1 -shared -fPIC $(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --cflags coblk) \
+  "$root/examples/plugins/xor_format.cc" -o "$work/xor-pc.so"
+out=$("$prefix/bin/coblk-io" --plugin "$work/xor-pc.so" --image-opts \
+  -c "write -P 0x22 0 4k" -c "read -P 0x22 0 4k" "driver=xor,key=7,file.filename=$img")
+grep -q "read 4096/4096" <<<"$out"
 
 if [ "${COBLK_CHECK_SUBDIR:-0}" = 1 ]; then
   echo "--- add_subdirectory(coblk)"

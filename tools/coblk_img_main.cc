@@ -16,6 +16,7 @@
 
 #include "coroutine/sync_wait.h"
 #include "block/block_driver.h"
+#include "io/exit_teardown.h"
 #include "tools/img_commands.h"
 
 namespace coblk::tools {
@@ -176,6 +177,9 @@ int coblk::tools::ImgHelp() {
 }
 
 int main(int argc, char** argv) {
+  // A tool's run is short: don't make every command wait 30-50 ms at exit
+  // for the kernel to free its AIO contexts (io/exit_teardown.h).
+  coblk::DeferAioTeardownPastExit();
   if (coblk::Status s = coblk::LoadDriverPluginsFromEnvironment(); !s) {
     coblk::tools::ImgError("%s", s.error().ToString().c_str());
     return 1;

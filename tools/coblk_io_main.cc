@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "io/event_loop.h"
+#include "io/exit_teardown.h"
 #include "tools/io_shell.h"
 
 namespace {
@@ -47,6 +48,9 @@ void Usage(const char* name) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A tool's run is short: don't make every command wait 30-50 ms at exit
+  // for the kernel to free its AIO contexts (io/exit_teardown.h).
+  coblk::DeferAioTeardownPastExit();
   // qemu-io's signal dispositions (visible through `sigraise`): SIGPIPE is
   // ignored, and SIGUSR1, SIGALRM, SIGIO and SIGBUS are blocked by its main
   // loop. Set here, before any thread exists, so that every thread has them.

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -146,6 +147,7 @@ int ImgCreate(int argc, char** argv) {
     ImgError("Invalid option list: %s", options.c_str());
     return 1;
   }
+  std::optional<uint64_t> size_arg;
   if (optind < argc) {
     Result<uint64_t> size = ParseSize(argv[optind++]);
     if (!size || *size > static_cast<uint64_t>(INT64_MAX)) {
@@ -153,7 +155,7 @@ int ImgCreate(int argc, char** argv) {
       ImgError("kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.");
       return 1;
     }
-    opts->set("size", std::to_string(*size));
+    size_arg = *size;
   }
   if (optind < argc) return ImgErrorExit("Unexpected argument: %s", argv[optind]);
   // Like qemu-img, options are checked against the driver's list before
@@ -165,6 +167,15 @@ int ImgCreate(int argc, char** argv) {
         return 1;
       }
     }
+  }
+  // qemu-img's bdrv_img_create: a size in -o and one as an argument is an
+  // error, even when both say the same.
+  if (size_arg) {
+    if (opts->has("size")) {
+      ImgError("%s: The image size must be specified only once", filename.c_str());
+      return 1;
+    }
+    opts->set("size", std::to_string(*size_arg));
   }
   if (!backing.empty()) {
     if (!HasOption(*drv, "backing_file")) {

@@ -120,6 +120,11 @@ int ImgMap(int argc, char** argv) {
   std::string output;
   QueryExtras extra;
   extra.allow_range = true;
+  // qemu-img map has no -T: it always reads through the page cache, where
+  // a file's request alignment is 1, so a file whose size is not a multiple
+  // of 512 maps as data up to its last byte and zeroes after it. With
+  // O_DIRECT the last sector (or 4 KiB) would be one data range.
+  spec.cache = "writeback";
   if (int r = ParseImageQueryArgs(argc, argv, &spec, &output, &extra); r >= 0) return r;
   auto img = ImgOpen(spec);
   if (!img) return 1;

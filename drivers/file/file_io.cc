@@ -156,6 +156,17 @@ int WriteZeroes(int fd, int64_t from, int64_t to) {
   return 0;
 }
 
+// QEMU's allocate_first_block: a file grown from empty gets its first
+// sector (4 KiB from 4 KiB on) written with zeroes, so O_DIRECT alignment
+// probing finds data there. qemu-img create, convert and resize leave that
+// block allocated, and map and info show it (a 4 KiB data range, "disk
+// size: 4 KiB"); coblk does the same so both tools' images look alike.
+// Failures are ignored, as by QEMU: the block is only an optimisation.
+void AllocateFirstBlock(int fd, int64_t size) {
+  // QEMU writes 512 bytes even into a smaller file, growing it; not here.
+  (void)WriteZeroes(fd, 0, std::min<int64_t>(size, size < 4096 ? 512 : 4096));
+}
+
 }  // namespace
 
 int TruncateRegular(int fd, int64_t size, PreallocMode prealloc) {
@@ -164,10 +175,16 @@ int TruncateRegular(int fd, int64_t size, PreallocMode prealloc) {
   if (prealloc != PreallocMode::kOff && size < current) return -ENOTSUP;
   switch (prealloc) {
     case PreallocMode::kOff:
-      return ftruncate(fd, size) < 0 ? -errno : 0;
-    case PreallocMode::kFalloc:
+      if (ftruncate(fd, size) < 0) return -errno;
+      if (current == 0 && size > 0) AllocateFirstBlock(fd, size);
+      return 0;
+    case PreallocMode::kFalloc: {
       if (size == current) return 0;
-      return -posix_fallocate(fd, current, size - current);
+      const int r = posix_fallocate(fd, current, size - current);
+      if (r != 0) return -r;
+      if (current == 0) AllocateFirstBlock(fd, size);
+      return 0;
+    }
     case PreallocMode::kFull: {
       if (ftruncate(fd, size) < 0) return -errno;
       int r = WriteZeroes(fd, current, size);

@@ -145,7 +145,9 @@ Task<Result<uint32_t>> ParentCid(EventLoop& loop, const std::string& image_filen
   o.set("filename", path);
   auto node = co_await graph.open(std::move(o), OpenFlags{.read_only = true, .probe_warning = false,
                                                           .no_backing = true});
-  if (!node) co_return std::unexpected(node.error().WithContext("Could not open '" + path + "'"));
+  // The open's own error as it is (QEMU's blk_co_new_open): it already names
+  // the file where that helps ("Could not open 'x': No such file ...").
+  if (!node) co_return std::unexpected(node.error());
   auto* vmdk = dynamic_cast<VmdkNode*>(node->get());
   uint32_t cid = vmdk ? vmdk->cid : 0;
   std::string fmt((*node)->driver() ? (*node)->driver()->format_name() : "?");

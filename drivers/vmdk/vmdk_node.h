@@ -28,7 +28,6 @@ class VmdkNode final : public BlockNode {
   uint32_t cid = 0;
   uint32_t parent_cid = kNoParentCid;
   std::string parent_file_name_hint;
-  std::vector<std::pair<std::string, std::string>> ddb;
 
   // Where the descriptor lives, for the CID update on first write: a
   // standalone descriptor file (rewritten whole) or the area embedded in a

@@ -41,7 +41,6 @@ void TakeDescriptorFacts(VmdkNode& node, const Descriptor& d) {
   node.cid = d.cid;
   node.parent_cid = d.parent_cid;
   if (d.parent_file_name_hint) node.parent_file_name_hint = *d.parent_file_name_hint;
-  node.ddb = d.ddb;
 }
 
 // Symlinks may point anywhere: compare canonical paths too.

@@ -19,19 +19,15 @@
 #include "coroutine/spawn.h"
 #include "coroutine/sync_wait.h"
 #include "tests/scratch_dir.h"
+#include "tests/shell.h"
 
 namespace coblk::jobtest {
 
+// Runs a shell command; its stdout and stderr go to *out (tests/shell.h).
 inline int Sh(const std::string& cmd, std::string* out = nullptr) {
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  if (!p) return -1;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0)
-    if (out) out->append(buf, n);
-  int rc = pclose(p);
-  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+  return testing_util::Sh(cmd, out, testing_util::Stderr::kMerged);
 }
+using testing_util::HaveQemu;
 
 // A backend opened from key=value options; nullptr (and a test failure)
 // if they do not parse or open.
@@ -42,11 +38,6 @@ inline std::unique_ptr<BlockBackend> OpenBackend(EventLoop& loop, const std::str
   auto blk = BlockBackend::Open(loop, "", std::move(*o));
   EXPECT_TRUE(blk) << opts << ": " << blk.error().ToString();
   return blk ? std::move(*blk) : nullptr;
-}
-
-inline bool HaveQemu() {
-  static const bool have = Sh("qemu-img --version") == 0 && Sh("qemu-io --version") == 0;
-  return have;
 }
 
 using Scratch = testing_util::ScratchDir;  // tests/scratch_dir.h

@@ -141,6 +141,30 @@ TEST_F(QueryTest, MapGrainsOverFileHoles) {
   }
 }
 
+// A file whose size is not a multiple of 512: qemu-img map reads through
+// the page cache (it has no -T), where the file's request alignment is 1,
+// so the data ends at the file's last byte and the rest of the last sector
+// is a zero range. coblk-img map opened the file with O_DIRECT (alignment
+// 512 or 4096) and reported the whole last sector as data.
+TEST_F(QueryTest, MapOddSizedFile) {
+  for (const char* name : {"odd.raw", "tail.raw", "tiny.raw"}) {
+    const int fd = ::open(Path(name).c_str(), O_CREAT | O_TRUNC | O_WRONLY, 0644);
+    ASSERT_GE(fd, 0);
+    const std::string data(std::string(name) == "tiny.raw" ? 700 : 5000, 'x');
+    const off_t at = std::string(name) == "tail.raw" ? 95000 : 0;
+    ASSERT_EQ(::pwrite(fd, data.data(), data.size(), at), static_cast<ssize_t>(data.size()));
+    if (std::string(name) == "odd.raw") {
+      ASSERT_EQ(::ftruncate(fd, 100000), 0);
+    }
+    ::close(fd);
+  }
+  for (const char* img : {"odd.raw", "tail.raw", "tiny.raw"}) {
+    ExpectSameJson({"map", "--output=json", "-f", "raw", img});
+    ExpectSameImg({"map", "-f", "raw", img});
+    ExpectSameJson({"map", "--output=json", "-f", "raw", "--start-offset=4k", img});
+  }
+}
+
 TEST_F(QueryTest, CheckJson) {
   MakeChain();
   MustImg({"create", "-q", "-f", "vmdk", "-o", "subformat=streamOptimized", "s.vmdk", "4M"}, false);

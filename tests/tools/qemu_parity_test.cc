@@ -118,10 +118,20 @@ TEST_F(QemuParityTest, ForcedVmdkOnOtherFile) {
 TEST_F(QemuParityTest, CreateErrorsBeforeFormatting) {
   ExpectSameImg({"create", "-f", "vmdk", "-o", "bogus=1", "x.vmdk", "1M"});
   ExpectSameImg({"create", "-f", "raw", "-o", "size=1M,bogus=1", "x.img"});
+  // A size in -o and as an argument: refused even when they agree.
+  ExpectSameImg({"create", "-f", "vmdk", "-o", "size=2M", "x.vmdk", "1M"});
+  ExpectSameImg({"create", "-f", "raw", "-o", "size=1M", "x.img", "1M"});
+  ExpectSameImg({"create", "-f", "raw", "-o", "size=1M,bogus=1", "x.img", "1M"});
   ExpectSameImg({"create", "-f", "vmdk", "-b", "nonexist.vmdk", "-F", "vmdk", "y.vmdk"});
   ExpectSameImg({"create", "-f", "vmdk", "-b", "nonexist.vmdk", "-F", "vmdk", "y.vmdk", "1M"});
   EXPECT_NE(::access(Path("x.vmdk").c_str(), F_OK), 0);
   EXPECT_NE(::access(Path("y.vmdk").c_str(), F_OK), 0);
+  // With -u the backing file is opened only by the vmdk driver (for its
+  // CID), after the Formatting line: its error was wrapped twice ("Could
+  // not open 'x': Could not open 'x': No such file or directory").
+  ExpectSameImg({"create", "-u", "-f", "vmdk", "-b", "nonexist.vmdk", "-F", "vmdk", "u.vmdk", "1M"});
+  ASSERT_EQ(QImg({"create", "-q", "-f", "raw", "src.raw", "1M"}).status, 0);
+  ExpectSameImg({"convert", "-O", "vmdk", "-B", "nonexist.vmdk", "-F", "vmdk", "src.raw", "v.vmdk"});
   // A relative backing name is found beside the new image, as qemu-img does.
   ASSERT_EQ(::mkdir(Path("sub").c_str(), 0700), 0);
   ASSERT_EQ(QImg({"create", "-q", "-f", "vmdk", "sub/base.vmdk", "3M"}).status, 0);

@@ -14,6 +14,7 @@
 
 #include "tests/io/temp_file.h"
 #include "tests/scratch_dir.h"
+#include "tests/shell.h"
 
 namespace coblk::testing {
 
@@ -68,11 +69,7 @@ using ScratchDir = testing_util::ScratchDir;  // tests/scratch_dir.h
 inline std::string CoblkIo() { return COBLK_BIN_DIR "/coblk-io"; }
 inline std::string CoblkImg() { return COBLK_BIN_DIR "/coblk-img"; }
 
-// Whether a program is on PATH (for the side-by-side qemu comparisons).
-inline bool HaveProgram(const std::string& name) {
-  std::string cmd = "command -v " + name + " >/dev/null 2>&1";
-  return std::system(cmd.c_str()) == 0;
-}
+using testing_util::HaveProgram;  // tests/shell.h
 
 // The lines of s.
 inline std::vector<std::string> Lines(const std::string& s) {

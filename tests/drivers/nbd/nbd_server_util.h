@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "tests/scratch_dir.h"
+#include "tests/shell.h"
 
 extern char** environ;
 
@@ -143,9 +144,6 @@ class NbdServer {
   std::string socket_;
 };
 
-inline bool HaveProgram(const std::string& name) {
-  std::string cmd = "command -v " + name + " >/dev/null 2>&1";
-  return std::system(cmd.c_str()) == 0;
-}
+using testing_util::HaveProgram;  // tests/shell.h
 
 }  // namespace coblk::testing_nbd

@@ -23,28 +23,17 @@
 #include "drivers/vmdk/sesparse.h"
 #include "tests/drivers/driver_test_util.h"
 #include "tests/scratch_dir.h"
+#include "tests/shell.h"
 
 namespace coblk::vmdk::test {
 
 using Bytes = std::vector<uint8_t>;
 
-// Runs a shell command; returns its exit status, stdout in *out.
+// Runs a shell command; returns its exit status, stdout (only) in *out.
 inline int Sh(const std::string& cmd, std::string* out = nullptr) {
-  FILE* p = popen((cmd + (out ? " 2>/dev/null" : " >/dev/null 2>&1")).c_str(), "r");
-  if (!p) return -1;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0)
-    if (out) out->append(buf, n);
-  int rc = pclose(p);
-  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+  return testing_util::Sh(cmd, out, testing_util::Stderr::kDropped);
 }
-
-inline bool HaveQemu() {
-  static const bool have =
-      Sh("qemu-img --version") == 0 && Sh("qemu-io --version") == 0;
-  return have;
-}
+using testing_util::HaveQemu;
 
 #define SKIP_WITHOUT_QEMU() \
   if (!::coblk::vmdk::test::HaveQemu()) GTEST_SKIP() << "qemu-img/qemu-io not installed"
