@@ -21,6 +21,15 @@ esac
 # ccache, where installed, makes rebuilds in several checkouts cheap; CI
 # builds once from scratch and does not need it.
 if command -v ccache >/dev/null; then args+=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache); fi
+# Ninja, where installed, for a new build directory (one made earlier keeps
+# its generator): it starts a test binary's sources while the library is
+# still compiling, which keeps both cores busy.
+if [ ! -f "$root/$dir/CMakeCache.txt" ] && command -v ninja >/dev/null; then args+=(-G Ninja); fi
+# lld, where installed (scripts/install-deps.sh installs it), links in about
+# 40 % of the time GNU ld takes (an ASan test binary: 4.1 s -> 1.7 s).
+if command -v ld.lld >/dev/null; then
+  for kind in EXE SHARED MODULE; do args+=("-DCMAKE_${kind}_LINKER_FLAGS=-fuse-ld=lld"); done
+fi
 cmake -S "$root" -B "$root/$dir" "${args[@]}" >/dev/null
 shift || true
 targets=()

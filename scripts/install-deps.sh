@@ -5,7 +5,7 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
 pkgs=(g++ cmake make libaio-dev zlib1g-dev libgtest-dev libgmock-dev libbenchmark-dev
       nlohmann-json3-dev qemu-utils fio libvmdk-utils python3
-      pkg-config libnbd-dev nbdkit nbdkit-plugin-dev time bc)
+      pkg-config libnbd-dev nbdkit nbdkit-plugin-dev time bc ninja-build lld)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

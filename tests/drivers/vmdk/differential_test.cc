@@ -14,6 +14,8 @@
 // A failure prints the seed and the shell commands that replay it.
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include <cstdlib>
 #include <random>
 #include <set>

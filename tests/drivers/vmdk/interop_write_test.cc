@@ -7,6 +7,8 @@
 // then written by coblk, still check clean and compare equal.
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include "tests/drivers/vmdk/vmdk_write_util.h"
 
 namespace coblk::vmdk::test {

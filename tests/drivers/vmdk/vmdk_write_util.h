@@ -4,8 +4,6 @@
 
 #include <gtest/gtest.h>
 
-#include <nlohmann/json.hpp>
-
 #include "block/block_graph.h"
 #include "io/aligned_buffer.h"
 #include "tests/drivers/vmdk/vmdk_image_util.h"

@@ -4,6 +4,8 @@
 // and concurrent allocating writes.
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include "coroutine/when_all.h"
 #include "tests/drivers/vmdk/vmdk_write_util.h"
 
