@@ -91,6 +91,22 @@ TEST_F(CompareTest, VmdkFromBothToolsAgainstRaw) {
   ExpectSameCompare("q.raw", "c.vmdk");
 }
 
+// Strict mode on VMDK: QEMU's status answers are one grain each, so the
+// end-of-image flag differs only in the last grain, and the first status
+// mismatch is where the data of one image ends, not at offset 0.
+TEST_F(CompareTest, StrictModeOnVmdkReportsWhereTheStatusFirstDiffers) {
+  for (const char* f : {"full.vmdk", "half.vmdk"}) {
+    MustImg({"create", "-q", "-f", "vmdk", f, "8M"}, true);
+  }
+  MustIo({"-c", "write -P 1 0 8M", "full.vmdk"}, true);
+  MustIo({"-c", "write -P 1 0 4M", "half.vmdk"}, true);
+  ExpectSameCompare("full.vmdk", "half.vmdk");
+  ExpectSameCompare("half.vmdk", "full.vmdk");
+  // One grain short of the end: the difference is in the last grain.
+  MustIo({"-c", "write -P 1 4M 4032k", "half.vmdk"}, true);
+  ExpectSameCompare("full.vmdk", "half.vmdk");
+}
+
 TEST_F(CompareTest, ChainAgainstItsFlatCopy) {
   MakeChain();
   ExpectSameCompare("top.vmdk", "flat.raw");
