@@ -41,6 +41,12 @@ TEST(FileIoTest, DirectShortReadThenGrowthIsEndOfFile) {
   const int fd = ::open(f.path().c_str(), O_RDONLY | O_DIRECT | O_CLOEXEC);
   if (fd < 0) GTEST_SKIP() << "no O_DIRECT on this filesystem";
   AlignedBuffer buf(8192, 4096);
+  // The premise: an O_DIRECT read at an unaligned offset is refused. tmpfs
+  // (Linux 6.6+) takes it, and then reads the grown data, rightly.
+  if (::pread(fd, buf.data(), 512, 1) >= 0) {
+    ::close(fd);
+    GTEST_SKIP() << "this filesystem takes unaligned O_DIRECT reads";
+  }
   std::fill(buf.data(), buf.data() + 8192, 0xee);
   IoVector qiov = buf.iov(0, 8192);
   g_calls = 0;
