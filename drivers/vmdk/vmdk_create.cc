@@ -209,12 +209,29 @@ Task<Status> CreateVmdk(const std::string& filename, Options& opts, EventLoop& l
   spec.adapter = req->adapter;
   spec.tools_version = req->tools_version;
 
+  // Every extent's name and size is known now: generate the descriptor
+  // before any file exists, so that a name it cannot hold (a quote, a
+  // control character) is refused without leaving files behind.
+  if (plan.descriptor_is_extent) spec.extents.push_back({req->size, filename});
+  for (size_t i = 0; i < plan.extent_sizes.size(); ++i) {
+    spec.extents.push_back({plan.extent_sizes[i],
+                            ExtentFileName(*parts, static_cast<int>(i + 1), flat, split)});
+  }
+  auto text = GenerateDescriptor(spec);
+  if (!text) {
+    co_return std::unexpected(
+        text.error().WithContext("Could not create '" + filename + "'"));
+  }
+  if (plan.descriptor_is_extent && text->size() > kEmbeddedDescriptorBytes) {
+    co_return MakeError(EINVAL, "Could not create '" + filename +
+                                    "': Descriptor too large for the embedded descriptor area");
+  }
+
   auto main = co_await CreateHostFile(loop, filename);
   if (!main) co_return std::unexpected(main.error());
   std::shared_ptr<BlockNode> main_node = *main;
   Status st;
   if (plan.descriptor_is_extent) {
-    spec.extents.push_back({req->size, filename});
     // (No co_await inside ?: — GCC 12 destroys such temporaries twice.)
     if (stream)
       st = co_await InitStreamExtent(*main_node, req->size);
@@ -235,19 +252,12 @@ Task<Status> CreateVmdk(const std::string& filename, Options& opts, EventLoop& l
       st = co_await InitSparseExtent(**ext, size, req->zeroed_grain);
     if (st) st = co_await (*ext)->flush();
     co_await (*ext)->close();
-    spec.extents.push_back({size, path});
   }
   if (st) {
-    auto text = GenerateDescriptor(spec);
-    if (!text) {
-      st = std::unexpected(text.error());
-    } else if (plan.descriptor_is_extent) {
+    if (plan.descriptor_is_extent) {
       // Embedded at sector 1, in the 20-sector area the header reserves.
-      if (text->size() > kEmbeddedDescriptorBytes)
-        st = MakeError(EINVAL, "Descriptor too large for the embedded descriptor area");
-      else
-        st = co_await main_node->pwrite(static_cast<int64_t>(kEmbeddedDescriptorOffset),
-                                        text->data(), static_cast<int64_t>(text->size()));
+      st = co_await main_node->pwrite(static_cast<int64_t>(kEmbeddedDescriptorOffset),
+                                      text->data(), static_cast<int64_t>(text->size()));
     } else {
       st = co_await main_node->truncate(static_cast<int64_t>(text->size()), true,
                                         PreallocMode::kOff);

@@ -4,6 +4,8 @@
 // for byte).
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
 #include "block/block_driver.h"
 #include "tests/drivers/vmdk/vmdk_write_util.h"
 
@@ -70,6 +72,23 @@ TEST_F(CreateOptionsTest, ErrorsLikeQemu) {
          &q);
       EXPECT_NE(q.find(b.msg), std::string::npos) << "qemu-img says: " << q;
     }
+  }
+}
+
+// A name the descriptor cannot hold (a quote would end the extent line's
+// file name early) is refused before any file is made: no half-made image
+// that no tool opens is left behind, for any subformat.
+TEST_F(CreateOptionsTest, UnrepresentableNameLeavesNoFiles) {
+  for (const char* sub : {"monolithicSparse", "streamOptimized", "monolithicFlat",
+                          "twoGbMaxExtentSparse", "twoGbMaxExtentFlat"}) {
+    SCOPED_TRACE(sub);
+    const std::string sub_dir = dir_ / sub;
+    std::filesystem::create_directory(sub_dir);
+    Status st = Create(sub_dir + "/a\"b.vmdk", std::string("size=1M,subformat=") + sub);
+    ASSERT_FALSE(st);
+    EXPECT_NE(st.error().message().find("Invalid extent for descriptor"), std::string::npos)
+        << st.error().ToString();
+    EXPECT_TRUE(std::filesystem::is_empty(sub_dir));
   }
 }
 
