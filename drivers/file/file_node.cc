@@ -418,11 +418,10 @@ int64_t FileNode::allocated_file_size() {
 // The generic close() calls this only after every request has ended, so no
 // pool job can still use the descriptor.
 Task<Status> FileNode::co_close() {
+  // fd_ is closed here, not by CloseFd, so that its close error is reported.
   const int fd = fd_;
   fd_ = -1;
-  aio_ = nullptr;
-  if (cached_fd_ >= 0) ::close(cached_fd_);
-  cached_fd_ = -1;
+  CloseFd();
   if (fd >= 0 && ::close(fd) < 0)
     co_return ErrnoError("file: closing '" + config_.filename + "' failed");
   co_return OkStatus();
