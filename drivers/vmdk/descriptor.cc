@@ -200,8 +200,14 @@ const char* ExtentTypeName(ExtentType t) {
 
 namespace {
 
-Result<Descriptor> ParseDescriptorText(std::string_view text, bool keep_extent_lines,
-                                       bool skip_extent_lines) {
+// What the parse does with extent lines.
+enum class ExtentLines {
+  kKeep,   // checked, counted and stored (ParseDescriptor's default)
+  kCount,  // checked and counted only (an opener reads them one at a time)
+  kSkip,   // ignored (an embedded descriptor's self-naming line)
+};
+
+Result<Descriptor> ParseDescriptorText(std::string_view text, ExtentLines extent_lines) {
   text = UntilNul(text);
   if (text.size() > kMaxDescriptorBytes)
     return MakeError(EFBIG, StrFormat("Descriptor too big: %zu bytes",
@@ -213,7 +219,7 @@ Result<Descriptor> ParseDescriptorText(std::string_view text, bool keep_extent_l
     if (line.empty() || line.front() == '#') continue;
 
     if (IsExtentLine(line)) {
-      if (skip_extent_lines) continue;
+      if (extent_lines == ExtentLines::kSkip) continue;
       auto e = ParseExtentLine(line);
       if (!e) return std::unexpected(e.error());
       // QEMU skips empty extents (qemu-img writes "RW 0 SPARSE" for a
@@ -223,7 +229,7 @@ Result<Descriptor> ParseDescriptorText(std::string_view text, bool keep_extent_l
           d.total_sectors > kMaxSectors)
         return MakeError(EFBIG, "Descriptor describes a disk that is too big");
       ++d.extent_count;
-      if (keep_extent_lines) d.extents.push_back(std::move(*e));
+      if (extent_lines == ExtentLines::kKeep) d.extents.push_back(std::move(*e));
       continue;
     }
 
@@ -281,11 +287,11 @@ Result<Descriptor> ParseDescriptorText(std::string_view text, bool keep_extent_l
 }  // namespace
 
 Result<Descriptor> ParseDescriptor(std::string_view text, bool keep_extent_lines) {
-  return ParseDescriptorText(text, keep_extent_lines, /*skip_extent_lines=*/false);
+  return ParseDescriptorText(text, keep_extent_lines ? ExtentLines::kKeep : ExtentLines::kCount);
 }
 
 Result<Descriptor> ParseEmbeddedDescriptor(std::string_view text) {
-  return ParseDescriptorText(text, /*keep_extent_lines=*/false, /*skip_extent_lines=*/true);
+  return ParseDescriptorText(text, ExtentLines::kSkip);
 }
 
 ExtentLineReader::ExtentLineReader(std::string_view text) : rest_(UntilNul(text)) {}
