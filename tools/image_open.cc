@@ -7,6 +7,8 @@
 #include <vector>
 
 #include "block/block_driver.h"
+#include "block/block_graph.h"
+#include "coroutine/sync_wait.h"
 
 namespace coblk::tools {
 
@@ -92,14 +94,38 @@ Result<Options> ImageOptions(const ImageSpec& spec) {
   return opts;
 }
 
+namespace {
+
+// Puts a copy-on-read filter over blk's root. QEMU 7.2 marks the node
+// instead (BDRV_O_COPY_ON_READ); the data the guest and the image see is
+// the same, and the filter serialises copy-ups against writes.
+Task<Status> InsertCopyOnRead(BlockBackend& blk) {
+  BlockGraph graph(blk.loop());
+  Result<std::shared_ptr<BlockNode>> filter =
+      co_await graph.open_filter("copy-on-read", Options{}, blk.root());
+  if (!filter) co_return std::unexpected(filter.error());
+  co_await blk.co_drain_begin();
+  blk.replace_root(std::move(*filter));
+  blk.drain_end();
+  co_return OkStatus();
+}
+
+}  // namespace
+
 Result<std::unique_ptr<BlockBackend>> OpenImage(EventLoop& loop, const ImageSpec& spec) {
+  if (spec.copy_on_read && spec.read_only) {
+    return MakeError(EINVAL, "Can't use copy-on-read on read-only device");
+  }
   Result<Options> opts = ImageOptions(spec);
   if (!opts) return std::unexpected(opts.error());
   OpenFlags flags;
   flags.read_only = spec.read_only;
   flags.probe_warning = spec.probe_warning;
   flags.check = spec.check;
-  return BlockBackend::Open(loop, "", std::move(*opts), flags);
+  Result<std::unique_ptr<BlockBackend>> blk = BlockBackend::Open(loop, "", std::move(*opts), flags);
+  if (!blk || !spec.copy_on_read) return blk;
+  if (Status s = sync_wait(loop, InsertCopyOnRead(**blk)); !s) return std::unexpected(s.error());
+  return blk;
 }
 
 }  // namespace coblk::tools

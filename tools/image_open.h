@@ -22,6 +22,9 @@ struct ImageSpec {
   std::string aio;        // native | threads; empty = driver default
   bool read_only = false;
   bool force_share = false;  // -U
+  // qemu-io -C: reads of ranges the image does not allocate copy what its
+  // backing chain holds into it (a copy-on-read filter over the image).
+  bool copy_on_read = false;
   // qemu-io's `open -o` / `reopen -o`: key=value options set on the top
   // node, overriding what the fields above imply (e.g. cache.direct).
   std::vector<std::pair<std::string, std::string>> options;

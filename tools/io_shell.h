@@ -78,6 +78,9 @@ class IoShell {
   int QuitCmd(Args& args);
 
   void Close();
+  // The image node: the root, or under the copy-on-read filter -C put
+  // over it (info, truncate and reopen address the image, as in qemu-io).
+  BlockNode& image() const;
   // The "name args -- oneline" line of help and of usage errors.
   static void PrintOneLine(const char* name, const Command& c);
   int Usage(const Command& c);

@@ -218,6 +218,9 @@ class CorDriver final : public BlockDriver {
   bool has_file_child() const override { return true; }
 
   Task<Result<std::shared_ptr<BlockNode>>> open(OpenContext& ctx) const override {
+    // A filter that may not write cannot copy anything up (QEMU refuses it
+    // through its permission check).
+    if (ctx.read_only) co_return MakeError(EPERM, "Block node is read-only");
     const std::optional<std::string> bottom_name = ctx.options.take_string("bottom");
     auto child = co_await ctx.open_child("file", ChildRole::kFile);
     if (!child) co_return std::unexpected(child.error());

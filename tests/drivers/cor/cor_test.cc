@@ -86,6 +86,20 @@ TEST_F(CorTest, ReadsCopyChainDataIntoTheTop) {
     "'json:{\"driver\":\"vmdk\",\"file\":{\"filename\":\"top.vmdk\"},\"backing\":null}'");
 }
 
+// A filter that may not write could copy nothing up: refused read-only,
+// as QEMU's permission check refuses it ("Block node is read-only").
+TEST_F(CorTest, ReadOnlyOpenIsRefused) {
+  MakeChain();
+  auto o = Options::Parse(CorOpts());
+  ASSERT_TRUE(o);
+  OpenFlags flags;
+  flags.read_only = true;
+  auto blk = BlockBackend::Open(loop(), "", std::move(*o), flags);
+  ASSERT_FALSE(blk);
+  EXPECT_EQ(blk.error().errnum(), EPERM);
+  EXPECT_EQ(blk.error().message(), "Block node is read-only");
+}
+
 TEST_F(CorTest, BottomLimitsWhatIsCopied) {
   MakeChain();
   auto blk = OpenBackend(CorOpts(",bottom=midnode") + ",file.backing.node-name=midnode");
