@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "coroutine/co_mutex.h"
+#include "coroutine/sleep.h"
 #include "coroutine/spawn.h"
 
 namespace coblk::tools {
@@ -62,6 +63,10 @@ Task<void> Worker(Walk& w) {
       co_return;
     }
     if (piece->bytes == 0) co_return;
+    if (RateLimit* limit = w.loop->rate_limit) {
+      while (limit->wait_time().count() > 0) co_await co_sleep(limit->wait_time());
+      limit->account(static_cast<uint64_t>(piece->bytes));
+    }
     Status s = co_await w.loop->work(*piece, buffer);
     if (!s) {
       if (w.error) w.error = std::unexpected(s.error());

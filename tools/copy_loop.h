@@ -8,6 +8,9 @@
 // once. The walk stops at the first error (the remaining workers finish
 // their current extent first) and returns it.
 //
+// With a rate limit, a worker waits for its turn (see util/rate_limit.h)
+// before each extent's work() and accounts its bytes (QEMU's job speed).
+//
 // Threading: everything runs on the calling loop's thread; plan and work
 // are awaited there, never concurrently with themselves for plan.
 #pragma once
@@ -18,6 +21,7 @@
 #include "coroutine/task.h"
 #include "io/aligned_buffer.h"
 #include "io/event_loop.h"
+#include "util/rate_limit.h"
 #include "util/status.h"
 
 namespace coblk::tools {
@@ -37,6 +41,7 @@ struct CopyLoop {
   // Called in no particular order as extents finish (bytes done).
   std::function<void(int64_t bytes)> done;
   int workers = 8;
+  RateLimit* rate_limit = nullptr;  // optional; outlives run()
 
   Task<Status> run(int64_t size);
 };

@@ -21,6 +21,7 @@
 #include "tools/copy_loop.h"
 #include "tools/img_commands.h"
 #include "tools/progress.h"
+#include "util/rate_limit.h"
 
 namespace coblk::tools {
 
@@ -51,6 +52,7 @@ int ImgCommit(int argc, char** argv) {
   ImageSpec spec;
   std::string base_name;
   bool progress = false, quiet = false;
+  uint64_t rate_limit = 0;  // -r: bytes per second, 0 = none
   optind = 0;
   for (int c; (c = getopt_long(argc, argv, ":f:ht:b:dpqr:", kLong, nullptr)) != -1;) {
     switch (c) {
@@ -61,11 +63,9 @@ int ImgCommit(int argc, char** argv) {
       case 'd': break;  // drop: the top image is not emptied either way (see above)
       case 'p': progress = true; break;
       case 'q': quiet = true; break;
-      case 'r': {
-        Result<uint64_t> rate = ParseSize(optarg);
-        if (!rate) return ImgErrorExit("Invalid rate limit specified");
-        break;  // coblk copies at full speed
-      }
+      case 'r':
+        if (!ParseRateLimit(optarg, &rate_limit)) return 1;
+        break;
       case kImageOpts: spec.image_opts = true; break;
       case kObject: return ImgErrorExit("--object is not supported by coblk-img");
       default: return ImgBadOption(c, argv);
@@ -160,6 +160,8 @@ int ImgCommit(int argc, char** argv) {
     prog.print(static_cast<float>(bytes) / total * 100.0f, 100);
   };
   copy.workers = 16;
+  RateLimit limit(rate_limit);
+  if (limit.enabled()) copy.rate_limit = &limit;
   Status st = sync_wait(**loop, copy.run(size));
   if (st) st = sync_wait(**loop, base->flush());
   Status closed = (*blk)->close();

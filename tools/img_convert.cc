@@ -25,11 +25,13 @@
 #include "block/block_graph.h"
 #include "coroutine/co_mutex.h"
 #include "coroutine/co_queue.h"
+#include "coroutine/sleep.h"
 #include "coroutine/sync_wait.h"
 #include "coroutine/when_all.h"
 #include "io/aligned_buffer.h"
 #include "tools/img_commands.h"
 #include "tools/progress.h"
+#include "util/rate_limit.h"
 
 namespace coblk::tools {
 
@@ -69,6 +71,7 @@ struct ConvertState {
   bool wr_in_order = true;
   bool quiet = false;
   bool salvage = false;  // --salvage: read errors become zeros with a warning
+  RateLimit rate_limit;  // -r: bytes of data chunks per second
   int64_t min_sparse = 8;  // sectors; 4 KiB of zeroes at least
   int64_t alignment = 1;
   int64_t cluster_sectors = 0;
@@ -361,6 +364,12 @@ Task<void> CopyWorker(ConvertState& s) {
       }
     }
 
+    // -r: a chunk that is read or written as data waits for its turn.
+    if (s.rate_limit.enabled() &&
+        (status == Blk::kData || (!s.min_sparse && status == Blk::kZero))) {
+      while (s.rate_limit.wait_time().count() > 0) co_await co_sleep(s.rate_limit.wait_time());
+      s.rate_limit.account(static_cast<uint64_t>(n * kSector));
+    }
     if (status == Blk::kData) {
       Status st = co_await ConvertRead(s, sector_num, n, buf.data());
       if (!st) {
@@ -474,23 +483,26 @@ int TryHelp() {
 }  // namespace
 
 int ImgConvert(int argc, char** argv) {
-  enum { kImageOpts = 256, kTargetIsZero, kSalvage };
+  enum { kImageOpts = 256, kTargetIsZero, kSalvage, kBitmaps };
   static const option kLong[] = {
       {"help", no_argument, nullptr, 'h'},
       {"image-opts", no_argument, nullptr, kImageOpts},
       {"target-is-zero", no_argument, nullptr, kTargetIsZero},
       {"salvage", no_argument, nullptr, kSalvage},
+      {"bitmaps", no_argument, nullptr, kBitmaps},
       {"force-share", no_argument, nullptr, 'U'},
       {nullptr, 0, nullptr, 0},
   };
   std::string fmt, out_fmt = "raw", options, cache = "unsafe", src_cache = "writeback";
   std::string out_baseimg, backing_fmt;
   bool image_opts = false, skip_create = false, progress = false, force_share = false;
+  bool copy_offload = false, explicit_min_sparse = false, bitmaps = false;
+  std::string snapshot;  // -l
   ConvertState s;
 
   optind = 0;
   opterr = 0;
-  for (int c; (c = getopt_long(argc, argv, ":hf:O:B:F:co:S:pt:T:qnm:WU", kLong, nullptr)) !=
+  for (int c; (c = getopt_long(argc, argv, ":hf:O:B:F:co:S:pt:T:qnm:WUCr:l:", kLong, nullptr)) !=
               -1;) {
     switch (c) {
       case ':':
@@ -519,6 +531,7 @@ int ImgConvert(int argc, char** argv) {
           return 1;
         }
         s.min_sparse = static_cast<int64_t>(*v / kSector);
+        explicit_min_sparse = true;
         break;
       }
       case 'p': progress = true; break;
@@ -544,6 +557,17 @@ int ImgConvert(int argc, char** argv) {
       case kImageOpts: image_opts = true; break;
       case kTargetIsZero: s.has_zero_init = true; break;
       case kSalvage: s.salvage = true; break;
+      case kBitmaps: bitmaps = true; break;
+      // Copy offloading: coblk's drivers have none, so the data is copied
+      // the way qemu-img copies it where offloading fails.
+      case 'C': copy_offload = true; break;
+      case 'r': {
+        uint64_t rate = 0;
+        if (!ParseRateLimit(optarg, &rate)) return 1;
+        s.rate_limit.set_speed(rate);
+        break;
+      }
+      case 'l': snapshot = optarg; break;
       default: return TryHelp();
     }
   }
@@ -554,6 +578,14 @@ int ImgConvert(int argc, char** argv) {
   }
   if (s.has_zero_init && !skip_create) {
     ImgError("--target-is-zero requires use of -n flag");
+    return 1;
+  }
+  if (copy_offload && s.compressed) {
+    ImgError("Cannot enable copy offloading when -c is used");
+    return 1;
+  }
+  if (copy_offload && explicit_min_sparse) {
+    ImgError("Cannot enable copy offloading when -S is used");
     return 1;
   }
   const int src_num = argc - optind - 1;
@@ -615,6 +647,13 @@ int ImgConvert(int argc, char** argv) {
       return finish(1);
     }
     src.blk = std::move(*blk);
+    if (!snapshot.empty()) {
+      // No coblk format has internal snapshots.
+      ImgError("Failed to load snapshot: Block format '%s' used by device '' does not support "
+               "temporarily loading internal snapshots",
+               std::string(src.blk->node().driver()->format_name()).c_str());
+      return finish(1);
+    }
     src.bytes = src.blk->size();
     src.sectors = (src.bytes + kSector - 1) / kSector;
     BlockNode& node = src.blk->node();
@@ -622,6 +661,13 @@ int ImgConvert(int argc, char** argv) {
         1, (static_cast<int64_t>(node.limits().request_alignment) + kSector - 1) / kSector);
     src.alignment = std::max(src.alignment, node.get_info().cluster_size / kSector);
     s.total_sectors += src.sectors;
+  }
+
+  // No coblk format keeps persistent dirty bitmaps.
+  if (bitmaps) {
+    ImgError(src_num > 1 ? "Copying bitmaps only possible with single source"
+                         : "Source lacks bitmap support");
+    return finish(1);
   }
 
   const BlockDriver* drv = nullptr;

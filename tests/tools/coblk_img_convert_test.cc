@@ -333,6 +333,10 @@ TEST_F(ConvertTest, ErrorsMatchQemuImg) {
       {"-T", "bogus"}, {"-B", "b.vmdk"}, {"-O", "vmdk", "-B", "b.vmdk"}, {"-f", "nosuch"},
       {"-x"}, {"-O", "vmdk", "-o", "bogus=1"}, {"-O", "vmdk", "-o", "subformat=bad"},
       {"--target-is-zero"}, {"-O", "vmdk", "-B", "b.vmdk", "-F", "vmdk", src_},
+      // Copy offloading, rate limit, internal snapshots, bitmaps.
+      {"-C", "-c", "-O", "vmdk"}, {"-C", "-S", "4k"}, {"-C", "-S", "0"}, {"-r", "abc"},
+      {"-r", "-1"}, {"-r"}, {"-l", "snap"}, {"-l", "snapshot.id=1"}, {"--bitmaps"},
+      {"--bitmaps", src_},
   };
   for (const auto& args : cases) {
     std::string joined;
@@ -353,6 +357,31 @@ TEST_F(ConvertTest, ErrorsMatchQemuImg) {
   RunResult r = Img({"convert", src_});
   EXPECT_EQ(r.status, 1);
   EXPECT_EQ(r.err, "coblk-img: Must specify image file name\n");
+}
+
+// -C (accepted; copied without offloading, as qemu-img does where the
+// storage has none) and -r (bytes per second): the same image as qemu-img's.
+// As in qemu-img, a chunk (2 MiB) is paid for after it is copied: 4 MiB of
+// data at 2 MiB/s take at least 1 s, 1 MiB goes at once.
+TEST_F(ConvertTest, CopyOffloadAndRateLimit) {
+  auto [c, q] = Both({"-C", "-O", "raw"}, {src_}, "offload.raw");
+  EXPECT_EQ(Qemu({"compare", "-q", c, q}).status, 0);
+  const std::string data = dir_ / "data.raw";
+  ASSERT_EQ(testing_util::Sh("head -c 4M /dev/urandom > " + data + " && truncate -s 8M " + data),
+            0);
+  for (const char* fmt : {"raw", "vmdk"}) {
+    SCOPED_TRACE(fmt);
+    const std::string out = dir_ / (std::string("limited.") + fmt);
+    const auto t0 = std::chrono::steady_clock::now();
+    RunResult r = Img({"convert", "-r", "2M", "-O", fmt, data, out});
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_GE(seconds, 0.95);
+    EXPECT_EQ(Qemu({"compare", "-q", out, data}).status, 0);
+  }
+  auto [lc, lq] = Both({"-r", "0", "-O", "vmdk"}, {data}, "unlimited.vmdk");  // 0: no limit
+  EXPECT_EQ(Qemu({"compare", "-q", lc, lq}).status, 0);
 }
 
 TEST_F(ConvertTest, OptionHelp) {

@@ -4,6 +4,7 @@
 // commit gives on a copy of the chain; messages and exit codes as qemu-img.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -71,8 +72,26 @@ TEST_F(CommitTest, MiddleLayerByAbsoluteBaseNameWithProgress) {
   ExpectClean("base.vmdk");
 }
 
+// -r: bytes per second, as qemu-img's commit job speed. top.vmdk holds
+// 128 KiB at 768K, then 1 MiB at 7M above mid.vmdk: at 256 KiB/s the second
+// extent waits the 0.5 s the first one is worth.
+TEST_F(CommitTest, RateLimit) {
+  MakeChain();
+  const auto t0 = std::chrono::steady_clock::now();
+  RunResult r = Img({"commit", "-r", "256k", "top.vmdk"});
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, "Image committed.\n");
+  EXPECT_GE(seconds, 0.45);
+  ExpectCompare("mid.vmdk", "flat.raw");
+  ExpectClean("mid.vmdk");
+}
+
 TEST_F(CommitTest, Errors) {
   MakeChain();
+  ExpectSameImg({"commit", "-r", "abc", "top.vmdk"});
+  ExpectSameImg({"commit", "-r", "-1", "top.vmdk"});
   ExpectSameImg({"commit", "-b", "nonexist.vmdk", "top.vmdk"});
   ExpectSameImg({"commit", "base.vmdk"});
   ExpectSameImg({"commit", "nonexist.vmdk"});
