@@ -1,14 +1,17 @@
 #include "block/block_job.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <set>
 
 #include "block/block_graph.h"
+#include "coroutine/sleep.h"
 #include "coroutine/spawn.h"
 #include "coroutine/sync_wait.h"
 #include "io/aligned_buffer.h"
+#include "util/rate_limit.h"
 
 namespace coblk {
 
@@ -79,6 +82,25 @@ Task<Status> BlockJob::checkpoint() {
   }
   paused_.store(false, std::memory_order_release);
   if (cancelled_) co_return MakeError(ECANCELED, "Block job cancelled");
+  co_return OkStatus();
+}
+
+Status BlockJob::set_speed(int64_t bytes_per_second) {
+  if (bytes_per_second < 0) return MakeError(EINVAL, "Invalid parameter 'speed'");
+  if (!limit_) limit_ = std::make_shared<RateLimit>();
+  limit_->set_speed(static_cast<uint64_t>(bytes_per_second));
+  return OkStatus();
+}
+
+Task<Status> BlockJob::throttle(int64_t bytes) {
+  if (!limit_ || !limit_->enabled()) co_return OkStatus();
+  for (;;) {
+    COBLK_CO_RETURN_IF_ERROR(co_await checkpoint());
+    const std::chrono::nanoseconds wait = limit_->wait_time();
+    if (wait.count() <= 0) break;
+    co_await co_sleep(std::min<std::chrono::nanoseconds>(wait, std::chrono::milliseconds(100)));
+  }
+  limit_->account(static_cast<uint64_t>(bytes));
   co_return OkStatus();
 }
 
@@ -181,7 +203,7 @@ class CommitJob final : public BlockJob {
       return NeedsReadWrite(*above_base_, "to follow its backing file's new identity");
     if (opts_.chunk <= 0 || opts_.chunk % 512 != 0)
       return MakeError(EINVAL, "Chunk size must be a positive multiple of 512");
-    return OkStatus();
+    return set_speed(opts_.speed);
   }
 
  protected:
@@ -239,7 +261,10 @@ class CommitJob final : public BlockJob {
                                                      std::min(opts_.chunk, size - off), &n);
       if (!alloc) co_return std::unexpected(alloc.error());
       if (n <= 0) co_return MakeError(EIO, "Block status made no progress");
-      if (*alloc) COBLK_CO_RETURN_IF_ERROR(co_await copy_range(off, n));
+      if (*alloc) {
+        COBLK_CO_RETURN_IF_ERROR(co_await throttle(n));
+        COBLK_CO_RETURN_IF_ERROR(co_await copy_range(off, n));
+      }
       add_progress(n);
       off += n;
     }
@@ -257,6 +282,7 @@ class CommitJob final : public BlockJob {
       previous = dirty_.size();
       for (size_t i = 0; i < previous && !dirty_.empty(); ++i) {
         COBLK_CO_RETURN_IF_ERROR(co_await checkpoint());
+        COBLK_CO_RETURN_IF_ERROR(co_await throttle(opts_.chunk));
         COBLK_CO_RETURN_IF_ERROR(co_await copy_one_dirty());
       }
     }
@@ -332,7 +358,7 @@ class StreamJob final : public BlockJob {
     if (base_ == top_) return MakeError(EINVAL, "The base must lie below the top");
     if (opts_.chunk <= 0 || opts_.chunk % 512 != 0)
       return MakeError(EINVAL, "Chunk size must be a positive multiple of 512");
-    return OkStatus();
+    return set_speed(opts_.speed);
   }
 
  protected:
@@ -409,6 +435,7 @@ class StreamJob final : public BlockJob {
         if (!below) co_return std::unexpected(below.error());
         if (n <= 0) co_return MakeError(EIO, "Block status made no progress");
         if (*below) {
+          COBLK_CO_RETURN_IF_ERROR(co_await throttle(n));
           // A read through the filter copies the range up.
           IoVector iov = buf.iov(0, static_cast<size_t>(n));
           COBLK_CO_RETURN_IF_ERROR(co_await cor.preadv(off, n, iov));

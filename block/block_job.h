@@ -61,6 +61,7 @@
 namespace coblk {
 
 class BlockJob;
+class RateLimit;  // util/rate_limit.h
 Task<void> RunJob(std::shared_ptr<BlockJob> job);
 
 class BlockJob : public std::enable_shared_from_this<BlockJob> {
@@ -85,6 +86,12 @@ class BlockJob : public std::enable_shared_from_this<BlockJob> {
   void cancel();
   bool paused() const { return paused_.load(std::memory_order_acquire); }
   bool done() const { return done_.load(std::memory_order_acquire); }
+  // QEMU's block-job-set-speed: from now on at most this many bytes per
+  // second are copied (0: no limit; EINVAL if negative). Commit and stream
+  // copy at that rate; the last copy at a commit's graph switch, made with
+  // the guest drained, is never throttled. A throttled job still sees
+  // pause and cancel within 100 ms.
+  Status set_speed(int64_t bytes_per_second);
   // The completion status once done(): OK, ECANCELED or the first error.
   const Status& status() const { return status_; }
 
@@ -99,6 +106,9 @@ class BlockJob : public std::enable_shared_from_this<BlockJob> {
   virtual Task<Status> run() = 0;
   // Between steps: waits while paused; ECANCELED once cancelled.
   Task<Status> checkpoint();
+  // Before copying `bytes`: waits as the speed limit says (checkpoint()
+  // between waits), then accounts them.
+  Task<Status> throttle(int64_t bytes);
   void set_total(int64_t t) { total_.store(t, std::memory_order_relaxed); }
   void add_progress(int64_t n) { current_.fetch_add(n, std::memory_order_relaxed); }
 
@@ -117,6 +127,7 @@ class BlockJob : public std::enable_shared_from_this<BlockJob> {
   std::atomic<bool> done_{false};
   bool pause_requested_ = false;
   bool cancelled_ = false;
+  std::shared_ptr<RateLimit> limit_;  // set_speed; none: no limit
   Status status_;
   CoQueue resumed_;
   CoQueue finished_;
@@ -133,11 +144,13 @@ struct CommitOptions {
   BlockNode* top = nullptr;   // nullptr: the root (active commit)
   BlockNode* base = nullptr;  // nullptr: the last image of top's chain
   int64_t chunk = 1 << 20;    // bytes copied per step
+  int64_t speed = 0;          // bytes per second, 0: no limit (QEMU's speed)
 };
 
 struct StreamOptions {
   BlockNode* base = nullptr;  // keep this backing file (nullptr: none)
   int64_t chunk = 1 << 20;
+  int64_t speed = 0;          // bytes per second, 0: no limit (QEMU's speed)
 };
 
 // Start a job on the backend's graph; one job per backend at a time. Call

@@ -243,6 +243,66 @@ TEST_F(JobTest, PauseResumeAndCancel) {
   ExpectChainIs(guest, "top.vmdk", {"top.vmdk", "mid.vmdk", "base.vmdk"});
 }
 
+// speed (QEMU's): commit of mid's 8 MiB into base at 16 MiB/s in 1 MiB
+// chunks takes about 7/16 s (a chunk is paid for after it is copied); a
+// negative speed is refused; a job throttled to 1 byte/s waits until
+// set_speed(0) lifts the limit, and cancel ends a throttled stream at once.
+TEST_F(JobTest, SpeedLimitsCopying) {
+  std::vector<uint8_t> model = MakeChain(2);
+  auto blk = OpenBackend("driver=vmdk,file.filename=" + P("mid.vmdk") + ",backing.read-only=off");
+  ASSERT_TRUE(blk);
+  auto refused = StartCommitJob(*blk, {.speed = -1});
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().errnum(), EINVAL);
+
+  const auto t0 = std::chrono::steady_clock::now();
+  auto job = StartCommitJob(*blk, {.speed = 16 * kMiB});
+  ASSERT_TRUE(job);
+  Status st = (*job)->wait();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  ASSERT_TRUE(st) << st.error().ToString();
+  EXPECT_GE(seconds, 0.4);
+  Guest guest(*blk, model);
+  EXPECT_TRUE(sync_wait(loop(), guest.verify_all())) << guest.last_error();
+  ASSERT_TRUE(blk->close());
+  ExpectChainIs(guest, "base.vmdk", {"base.vmdk"});
+
+  // Stream at 1 byte/s: one chunk, then nothing until the limit goes.
+  Q("qemu-img create -q -f vmdk -b base.vmdk -F vmdk top.vmdk");
+  blk = OpenBackend("driver=vmdk,file.filename=" + P("top.vmdk"));
+  ASSERT_TRUE(blk);
+  auto scenario = [&](bool lift) -> Task<Status> {
+    auto stream = StartStreamJob(*blk, {.chunk = kMiB, .speed = 1});
+    EXPECT_TRUE(stream);
+    if (!stream) co_return std::unexpected(stream.error());
+    // The first chunk copied, the job holds still.
+    while ((*stream)->progress_current() == 0) co_await co_sleep(std::chrono::milliseconds(1));
+    co_await co_sleep(std::chrono::milliseconds(50));
+    const int64_t at = (*stream)->progress_current();
+    co_await co_sleep(std::chrono::milliseconds(250));
+    EXPECT_EQ((*stream)->progress_current(), at);
+    EXPECT_LT(at, kDisk);
+    EXPECT_FALSE((*stream)->done());
+    if (lift) {
+      EXPECT_TRUE((*stream)->set_speed(0));
+    } else {
+      (*stream)->cancel();
+    }
+    co_return co_await (*stream)->co_wait();
+  };
+  const auto t1 = std::chrono::steady_clock::now();
+  st = sync_wait(loop(), scenario(false));
+  ASSERT_FALSE(st);
+  EXPECT_EQ(st.error().errnum(), ECANCELED);
+  EXPECT_LT(std::chrono::steady_clock::now() - t1, std::chrono::seconds(2));
+  st = sync_wait(loop(), scenario(true));
+  ASSERT_TRUE(st) << st.error().ToString();
+  EXPECT_EQ(blk->node().backing(), nullptr);
+  ASSERT_TRUE(blk->close());
+  ExpectChainIs(guest, "top.vmdk", {"top.vmdk"});
+}
+
 // blkdebug under the base fails the commit's 40th write to the base file;
 // the guest keeps its view and the chain stays readable by QEMU.
 TEST_F(JobTest, CommitFailingMidwayLeavesAConsistentChain) {
