@@ -102,6 +102,8 @@ struct Subcommand {
 };
 
 const Subcommand kSubcommands[] = {
+    {"amend", coblk::tools::ImgAmend,
+     "amend [--image-opts] [-p] [-q] [-f fmt] [-t cache] [--force] -o options filename"},
     {"bench", coblk::tools::ImgBench,
      "bench [-c count] [-d depth] [-f fmt] [--flush-interval=flush_interval] [-i aio] [-n] "
      "[--no-drain] [-o offset] [--pattern=pattern] [-q] [-r|--random] [-s buffer_size] "
@@ -112,13 +114,17 @@ const Subcommand kSubcommands[] = {
     {"compare", coblk::tools::ImgCompare,
      "compare [--image-opts] [-f fmt] [-F fmt] [-T src_cache] [-p] [-q] [-s] [-U] "
      "filename1 filename2"},
+    {"bitmap", coblk::tools::ImgBitmap,
+     "bitmap (--merge SOURCE | --add | --remove | --clear | --enable | --disable)... "
+     "[-b source_file [-F source_fmt]] [-g granularity] [--image-opts | -f fmt] filename bitmap"},
     {"check", coblk::tools::ImgCheck,
      "check [--image-opts] [-q] [-f fmt] [--output=ofmt] [-r [leaks | all]] [-T src_cache] [-U] "
      "filename"},
     {"convert", coblk::tools::ImgConvert,
      "convert [-c] [-f fmt] [-n] [-O output_fmt] [-o options] [-p] [-q] [-m num_coroutines] "
      "[-W] [-S sparse_size] [-t cache] [-T src_cache] [-B backing_file [-F backing_fmt]] [-U] "
-     "[--image-opts] [--target-is-zero] [--salvage] filename [filename2 [...]] output_filename"},
+     "[--image-opts] [--target-is-zero] [--bitmaps] [-C] [-l snapshot_param] [-r rate_limit] "
+     "[--salvage] filename [filename2 [...]] output_filename"},
     {"create", coblk::tools::ImgCreate,
      "create [-q] [-f fmt] [-b backing_file [-F backing_fmt]] [-u] [-o options] filename [size]"},
     {"dd", coblk::tools::ImgDd,
@@ -138,6 +144,8 @@ const Subcommand kSubcommands[] = {
     {"measure", coblk::tools::ImgMeasure,
      "measure [--output=ofmt] [-O output_fmt] [-o options] [--size N | [--image-opts] [-f fmt] "
      "[-l snapshot_param] filename]"},
+    {"snapshot", coblk::tools::ImgSnapshot,
+     "snapshot [--image-opts] [-U] [-q] [-l | -a snapshot | -c snapshot | -d snapshot] filename"},
 };
 
 const char* OptionType(coblk::CreateOption::Type t) {

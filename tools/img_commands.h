@@ -26,6 +26,9 @@ int ImgRebase(int argc, char** argv);
 int ImgResize(int argc, char** argv);
 int ImgDd(int argc, char** argv);
 int ImgMeasure(int argc, char** argv);
+int ImgSnapshot(int argc, char** argv);  // img_snapshot.cc, with amend and bitmap
+int ImgAmend(int argc, char** argv);
+int ImgBitmap(int argc, char** argv);
 
 // qemu-img's cvtnum_full: a size with k/M/G/T/P/E suffixes in [min, max];
 // prints qemu-img's "Invalid <name> specified. ..." message(s) and returns
