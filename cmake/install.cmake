@@ -43,7 +43,9 @@ install(FILES ${PROJECT_BINARY_DIR}/coblkConfig.cmake
 # the program exports its symbols (-rdynamic) for plugins.
 set(COBLK_PC_EXTRA_LIBS "")
 foreach(l ${COBLK_EXTRA_LINK_LIBS})
-  if(IS_ABSOLUTE "${l}")
+  if(l MATCHES "^PkgConfig::")
+    continue()  # in Requires (COBLK_PKG_MODULES)
+  elseif(IS_ABSOLUTE "${l}")
     string(APPEND COBLK_PC_EXTRA_LIBS " ${l}")
   else()
     string(APPEND COBLK_PC_EXTRA_LIBS " -l${l}")
@@ -53,6 +55,9 @@ set(CMAKE_DL_LIBS_FLAG "")
 if(CMAKE_DL_LIBS)
   set(CMAKE_DL_LIBS_FLAG "-l${CMAKE_DL_LIBS}")
 endif()
+# A static library linked whole: its pkg-config dependencies are public
+# (Requires), so that `pkg-config --libs coblk` links them.
+list(JOIN COBLK_PKG_MODULES ", " COBLK_PC_REQUIRES)
 configure_file(${PROJECT_SOURCE_DIR}/cmake/coblk.pc.in ${PROJECT_BINARY_DIR}/coblk.pc @ONLY)
 install(FILES ${PROJECT_BINARY_DIR}/coblk.pc
         DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig COMPONENT devel)

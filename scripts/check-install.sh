@@ -25,6 +25,17 @@ test -f "$prefix/include/coblk/block/block_backend.h"
 test -f "$prefix/include/coblk/block/plugin.h"
 test ! -e "$prefix/include/coblk/drivers"   # driver internals stay private
 
+echo "--- relocatable: the package names no library by a build-machine path"
+if grep -rnE '(^|[ ;"])/[^ ;"]*[.](so|a)([.0-9]*)([ ;"]|$)' "$prefix/lib/pkgconfig" "$prefix/lib/cmake"; then
+  echo "the installed package names libraries by absolute path (above)" >&2
+  exit 1
+fi
+if "$prefix/bin/coblk-img" --list-drivers | grep -q '^nbd '; then
+  # libnbd by its pkg-config name, so pkg-config --libs links it.
+  PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --print-requires coblk | grep -qx libnbd
+  PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --libs coblk | grep -q -- '-lnbd'
+fi
+
 echo "--- examples/ out of tree (find_package(coblk))"
 cmake -S "$root/examples" -B "$work/examples" -DCMAKE_PREFIX_PATH="$prefix" \
   -DCMAKE_BUILD_TYPE=Release "${launcher[@]}" >/dev/null

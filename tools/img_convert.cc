@@ -51,6 +51,9 @@ struct Source {
   int64_t bytes = 0;
   int64_t sectors = 0;
   int64_t alignment = 1;  // sectors: request alignment or cluster size
+  // Sectors per block status answer of QEMU's driver stack (see
+  // StatusGrain); 0 where it answers whole runs as coblk does.
+  int64_t status_grain = 0;
 };
 
 struct ConvertState {
@@ -58,6 +61,10 @@ struct ConvertState {
   int64_t total_sectors = 0;
   int64_t allocated_sectors = 0;
   int64_t allocated_done = 0;
+  // Progress counts in qemu-img's chunks: the end of the last chunk counted
+  // and the end of the last copied chunk that counts for progress.
+  int64_t progress_at = 0;
+  int64_t progress_end = -1;
   int64_t sector_num = 0;
   int64_t wr_offs = 0;
   Blk status = Blk::kData;
@@ -151,6 +158,21 @@ bool IsAllocatedSectorsMin(const uint8_t* buf, int64_t n, int64_t* pnum, int64_t
   }
   *pnum = num_used;
   return true;
+}
+
+// The granularity (in sectors) of QEMU's block status answers for node's
+// chain down to base: a sparse VMDK layer answers one grain per call
+// (vmdk_co_block_status), raw files and flat extents whole runs. 0 when no
+// layer limits the answers.
+int64_t StatusGrain(BlockNode* node, BlockNode* base) {
+  int64_t grain = 0;
+  for (; node && node != base; node = node->backing()) {
+    const int64_t g = node->get_info().cluster_size / kSector;
+    if (node->driver() && node->driver()->format_name() == "vmdk" && g > 0) {
+      grain = grain ? std::min(grain, g) : g;
+    }
+  }
+  return grain;
 }
 
 // The source holding total-image sector `sector_num`, and where it starts.
@@ -329,12 +351,39 @@ Task<Status> ConvertWrite(ConvertState& s, int64_t sector_num, int64_t nb_sector
   co_return OkStatus();
 }
 
+// Progress for the counted chunk [sector_num, sector_num + n) of a status
+// run ending at run_end, in qemu-img's steps: qemu-img counts a chunk at a
+// time, and its chunks end where coblk's do and also at every boundary of
+// the source's status grain, with buffer-sized chunks in between. A chunk
+// of qemu-img's that ends after this one is counted with the next.
+void CountProgress(ConvertState& s, int64_t sector_num, int64_t n, int64_t run_end) {
+  if (sector_num != s.progress_end) s.progress_at = sector_num;  // a new run
+  const int64_t end = sector_num + n;
+  s.progress_end = end;
+  size_t cur = 0;
+  int64_t cur_offset = 0;
+  SelectPart(s, sector_num, &cur, &cur_offset);
+  const int64_t grain = (*s.src)[cur].status_grain;
+  for (;;) {
+    int64_t next = std::min(run_end, s.progress_at + s.buf_sectors);
+    if (grain) next = std::min(next, cur_offset + ((s.progress_at - cur_offset) / grain + 1) * grain);
+    if (next > end) break;
+    s.allocated_done += next - s.progress_at;
+    s.progress_at = next;
+    s.progress->print(static_cast<float>(100.0 * static_cast<double>(s.allocated_done) /
+                                         static_cast<double>(s.allocated_sectors)),
+                      0);
+    if (next == end) break;
+  }
+}
+
 // convert_co_do_copy: one of the -m workers.
 Task<void> CopyWorker(ConvertState& s) {
   AlignedBuffer buf(static_cast<size_t>(s.buf_sectors * kSector), 4096);
   for (;;) {
     int64_t n = 0;
     int64_t sector_num = 0;
+    int64_t run_end = 0;
     Blk status = Blk::kData;
     {
       CoMutex::Guard guard = co_await s.lock.scoped_lock();
@@ -348,20 +397,22 @@ Task<void> CopyWorker(ConvertState& s) {
       n = *r;
       sector_num = s.sector_num;
       status = s.status;
+      run_end = s.sector_next_status;
       if (!s.min_sparse && status == Blk::kZero) n = std::min(n, s.buf_sectors);
       // Let the other workers go on reading beyond this chunk.
       s.sector_num += n;
     }
-    if (status == Blk::kData || (!s.min_sparse && status == Blk::kZero)) {
+    if (s.compressed && status == Blk::kData) {
       // Compressed chunks hold several clusters; qemu-img advances its
       // progress a cluster at a time, and so does this.
-      const int64_t step = s.compressed && status == Blk::kData ? s.cluster_sectors : n;
-      for (int64_t left = n; left > 0; left -= step) {
-        s.allocated_done += std::min(step, left);
+      for (int64_t left = n; left > 0; left -= s.cluster_sectors) {
+        s.allocated_done += std::min(s.cluster_sectors, left);
         s.progress->print(static_cast<float>(100.0 * static_cast<double>(s.allocated_done) /
                                              static_cast<double>(s.allocated_sectors)),
                           0);
       }
+    } else if (status == Blk::kData || (!s.min_sparse && status == Blk::kZero)) {
+      CountProgress(s, sector_num, n, run_end);
     }
 
     // -r: a chunk that is read or written as data waits for its turn.
@@ -720,6 +771,10 @@ int ImgConvert(int argc, char** argv) {
     ImgError("Having a backing file for the target makes no sense when concatenating multiple "
              "input images");
     return finish(1);
+  }
+  for (Source& src : sources) {
+    BlockNode& node = src.blk->node();
+    src.status_grain = StatusGrain(&node, s.target_has_backing ? node.backing() : nullptr);
   }
   if (s.target_has_backing && !create_opts.has("backing_fmt")) {
     ImgError("Use of backing file requires explicit backing format");

@@ -1,6 +1,8 @@
 // coblk-img info: qemu-img info's human and JSON output.
 #include <getopt.h>
 
+#include <cinttypes>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -96,16 +98,10 @@ int ParseImageQueryArgs(int argc, char** argv, ImageSpec* spec, std::string* out
   };
   spec->read_only = true;
   *output = "human";
-  // A size as qemu-img's cvtnum takes it: k, M, G, ... suffixes, >= 0.
+  // A size as qemu-img's cvtnum takes it: k, M, G, ... suffixes, hex,
+  // 0 to INT64_MAX.
   auto number = [](const char* what, const char* text, int64_t* out) {
-    Result<uint64_t> n = ParseSize(text);
-    if (!n || *n > static_cast<uint64_t>(INT64_MAX)) {
-      ImgError("Invalid %s specified. You may use k, M, G, T, P or E suffixes for", what);
-      ImgError("kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.");
-      return false;
-    }
-    *out = static_cast<int64_t>(*n);
-    return true;
+    return ImgCvtNum(what, text, 0, INT64_MAX, out);
   };
   optind = 0;
   for (int c; (c = getopt_long(argc, argv, ":f:hU", kLong, nullptr)) != -1;) {
@@ -134,6 +130,14 @@ int ParseImageQueryArgs(int argc, char** argv, ImageSpec* spec, std::string* out
   if (optind != argc - 1) return ImgErrorExit("Expecting one image file name");
   if (*output != "human" && *output != "json") {
     ImgError("--output must be used with human or json as argument.");
+    return 1;
+  }
+  // qemu-img map computes start + length in int64_t: past INT64_MAX the sum
+  // overflows (to a negative end: an empty map, whatever the image holds).
+  if (extra->max_length != -1 && extra->max_length > INT64_MAX - extra->start_offset) {
+    ImgError("Invalid max length specified. The start offset plus the max length must not be "
+             "more than %" PRId64 ".",
+             INT64_MAX);
     return 1;
   }
   spec->filename = argv[optind];

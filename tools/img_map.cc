@@ -132,8 +132,7 @@ int ImgMap(int argc, char** argv) {
   BlockNode* root = &img->blk->node();
   int64_t length = root->size();
   if (extra.max_length != -1) {
-    length = std::min(extra.start_offset + std::min(extra.max_length, INT64_MAX - extra.start_offset),
-                      length);
+    length = std::min(extra.start_offset + extra.max_length, length);  // no overflow: see above
   }
 
   g_out.clear();

@@ -5,15 +5,18 @@
 # where nbdkit's plugin header (nbdkit-plugin-dev) is installed.
 find_package(PkgConfig QUIET)
 if(PkgConfig_FOUND)
-  pkg_check_modules(LIBNBD QUIET libnbd)
+  # GLOBAL: a project that add_subdirectory()s coblk links it from its own
+  # directory.
+  pkg_check_modules(coblk_libnbd QUIET IMPORTED_TARGET GLOBAL libnbd)
   pkg_check_modules(NBDKIT QUIET IMPORTED_TARGET nbdkit)
 endif()
-if(NOT LIBNBD_FOUND)
+if(NOT coblk_libnbd_FOUND)
   message(STATUS "coblk: libnbd not found (apt-get install libnbd-dev)")
   set(COBLK_DRIVER_SKIP TRUE)
 else()
-  # Full paths, so the installed package and coblk.pc name them too.
-  set(COBLK_DRIVER_LIBS ${LIBNBD_LINK_LIBRARIES})
+  # By its pkg-config name: coblk.pc requires it and the installed CMake
+  # package finds it again, so neither names this machine's library path.
+  set(COBLK_DRIVER_PKG_MODULES libnbd)
   if(NBDKIT_FOUND)
     add_subdirectory(${CMAKE_CURRENT_LIST_DIR}/nbdkit ${CMAKE_BINARY_DIR}/drivers/nbd/nbdkit)
   else()

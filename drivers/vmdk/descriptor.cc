@@ -1,5 +1,6 @@
 #include "drivers/vmdk/descriptor.h"
 
+#include <algorithm>
 #include <cinttypes>
 #include <limits>
 
@@ -508,6 +509,17 @@ Result<std::string> SetCid(std::string_view text, CidField field,
     pos = end + 1;
   }
   return MakeError(EINVAL, "Descriptor has no " + std::string(want) + " line");
+}
+
+std::string DescriptorFileBytes(std::string_view old_bytes, std::string_view text,
+                                bool keep_tail) {
+  constexpr size_t kSector = 512;
+  auto round_up = [](size_t n) { return (n + kSector - 1) / kSector * kSector; };
+  std::string out(std::max(round_up(old_bytes.size()), round_up(text.size() + 1)), '\0');
+  if (keep_tail) out.replace(0, old_bytes.size(), old_bytes);
+  out.replace(0, text.size(), text);
+  out[text.size()] = '\0';
+  return out;
 }
 
 }  // namespace coblk::vmdk

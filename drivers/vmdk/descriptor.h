@@ -174,4 +174,14 @@ enum class CidField { kCid, kParentCid };
 Result<std::string> SetCid(std::string_view text, CidField field,
                            uint32_t value);
 
+// The bytes a descriptor file is rewritten with to hold `text`, as QEMU's
+// vmdk_write_cid lays them out: the old file (`old_bytes`) in whole 512-byte
+// sectors, zeros past its end, with the new text and a NUL over its start.
+// What follows the NUL stays as it was (keep_tail: QEMU leaves the old
+// text's last bytes there when a CID gets shorter) or is zeroed. Unlike
+// QEMU, a text that needs the sector's last byte or more gets one sector
+// more instead of losing its last character.
+std::string DescriptorFileBytes(std::string_view old_bytes, std::string_view text,
+                                bool keep_tail);
+
 }  // namespace coblk::vmdk

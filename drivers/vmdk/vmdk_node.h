@@ -84,9 +84,10 @@ class VmdkNode final : public BlockNode {
   Task<Status> update_cid_once();
   // The descriptor's text (embedded area or descriptor file) and its
   // rewrite; callers hold cid_lock_. `why` ends the ENOSPC message when the
-  // new text does not fit an embedded area.
+  // new text does not fit an embedded area; keep_tail: see
+  // DescriptorFileBytes (a descriptor file's bytes after the new text).
   Task<Result<std::string>> read_descriptor_text();
-  Task<Status> write_descriptor_text(const std::string& text, const char* why);
+  Task<Status> write_descriptor_text(const std::string& text, const char* why, bool keep_tail);
   Task<Status> zero_grain(Extent& e, uint64_t in_extent);
   // check of VMDK3 and seSparse extents (read-only formats): every grain
   // can be looked up and lies inside the file, as QEMU's check.

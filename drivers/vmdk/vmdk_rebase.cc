@@ -65,7 +65,8 @@ Task<Status> VmdkNode::co_change_backing_file(const std::string& name, const std
   if (!with_cid) co_return std::unexpected(with_cid.error());
   auto updated = SetParentHint(*with_cid, name);
   if (!updated) co_return std::unexpected(updated.error());
-  COBLK_CO_RETURN_IF_ERROR(co_await write_descriptor_text(*updated, "with the new backing file"));
+  COBLK_CO_RETURN_IF_ERROR(co_await write_descriptor_text(*updated, "with the new backing file",
+                                                         /*keep_tail=*/false));
   COBLK_CO_RETURN_IF_ERROR(co_await descriptor_file->flush());
   parent_cid = new_parent_cid;
   parent_file_name_hint = name;

@@ -52,7 +52,8 @@ Task<Result<std::string>> VmdkNode::read_descriptor_text() {
   co_return text;
 }
 
-Task<Status> VmdkNode::write_descriptor_text(const std::string& text, const char* why) {
+Task<Status> VmdkNode::write_descriptor_text(const std::string& text, const char* why,
+                                             bool keep_tail) {
   BlockNode& f = *descriptor_file;
   if (descriptor_capacity) {
     // Embedded: rewrite the whole area so no stale bytes follow the text.
@@ -63,11 +64,13 @@ Task<Status> VmdkNode::write_descriptor_text(const std::string& text, const char
     co_return co_await f.pwrite(static_cast<int64_t>(descriptor_offset), area.data(),
                                 static_cast<int64_t>(area.size()));
   }
-  COBLK_CO_RETURN_IF_ERROR(co_await f.pwrite(0, text.data(), static_cast<int64_t>(text.size())));
-  if (static_cast<int64_t>(text.size()) != f.size())
-    COBLK_CO_RETURN_IF_ERROR(
-        co_await f.truncate(static_cast<int64_t>(text.size()), true, PreallocMode::kOff));
-  co_return OkStatus();
+  // A descriptor file: laid out as QEMU's vmdk_write_cid leaves it (whole
+  // sectors, the new text NUL-terminated at the start), so that a file
+  // written by coblk is the one qemu-io's same writes leave.
+  std::string old(static_cast<size_t>(f.size()), '\0');
+  COBLK_CO_RETURN_IF_ERROR(co_await f.pread(0, old.data(), static_cast<int64_t>(old.size())));
+  const std::string bytes = DescriptorFileBytes(old, text, keep_tail);
+  co_return co_await f.pwrite(0, bytes.data(), static_cast<int64_t>(bytes.size()));
 }
 
 Task<Status> VmdkNode::update_cid_once() {
@@ -80,7 +83,9 @@ Task<Status> VmdkNode::update_cid_once() {
   uint32_t new_cid = static_cast<uint32_t>(rd());
   auto updated = SetCid(*text, CidField::kCid, new_cid);
   if (!updated) co_return std::unexpected(updated.error());
-  COBLK_CO_RETURN_IF_ERROR(co_await write_descriptor_text(*updated, "after the CID update"));
+  // QEMU leaves what follows the new text as it was; so does this.
+  COBLK_CO_RETURN_IF_ERROR(
+      co_await write_descriptor_text(*updated, "after the CID update", /*keep_tail=*/true));
   cid = new_cid;
   cid_updated_ = true;
   co_return OkStatus();

@@ -257,6 +257,71 @@ TEST_F(ConvertTest, ProgressOutputMatchesQemuImg) {
   EXPECT_EQ(r.err, "");
 }
 
+// QEMU's vmdk answers block status one grain at a time, so qemu-img convert
+// advances its progress a grain at a time over a sparse VMDK source, where
+// coblk's vmdk answers whole runs: the printed figures must still be the same.
+TEST_F(ConvertTest, ProgressFromVmdkSourcesMatchesQemuImg) {
+  const std::string sparse = dir_ / "ps.vmdk", split = dir_ / "psplit.vmdk",
+                    flat = dir_ / "pflat.vmdk", stream = dir_ / "pstream.vmdk",
+                    top = dir_ / "ptop.vmdk", over_flat = dir_ / "pover.vmdk";
+  ASSERT_EQ(Qemu({"convert", "-O", "vmdk", src_, sparse}).status, 0);
+  ASSERT_EQ(Qemu({"convert", "-O", "vmdk", "-o", "subformat=twoGbMaxExtentSparse", src_, split})
+                .status,
+            0);
+  ASSERT_EQ(Qemu({"convert", "-O", "vmdk", "-o", "subformat=monolithicFlat", src_, flat}).status,
+            0);
+  ASSERT_EQ(Qemu({"convert", "-O", "vmdk", "-o", "subformat=streamOptimized", src_, stream})
+                .status,
+            0);
+  // A chain: the top's grains, some beside the base's data, some inside it.
+  ASSERT_EQ(Qemu({"create", "-q", "-f", "vmdk", "-b", sparse, "-F", "vmdk", top}).status, 0);
+  ASSERT_EQ(RunTool("qemu-io", {"-c", "write -P 0x34 1M 64k", "-c", "write -P 0x35 2M 192k",
+                                "-c", "write -z 3M 128k", top})
+                .status,
+            0);
+  // Over a flat base whose data runs (runs of its file) start and end
+  // inside grains.
+  ASSERT_EQ(Qemu({"create", "-q", "-f", "vmdk", "-b", flat, "-F", "vmdk", over_flat}).status, 0);
+  ASSERT_EQ(RunTool("qemu-io", {"-c", "write -P 0x36 1536k 64k", over_flat}).status, 0);
+  struct Case {
+    std::vector<std::string> in;
+    std::vector<std::string> args;
+  };
+  const std::vector<Case> cases = {
+      {{sparse}, {"-O", "raw"}},
+      {{sparse}, {"-O", "vmdk"}},
+      {{sparse}, {"-O", "raw", "-S", "0"}},
+      {{sparse}, {"-O", "vmdk", "-m", "1"}},
+      {{sparse}, {"-O", "vmdk", "-o", "subformat=streamOptimized"}},
+      {{split}, {"-O", "vmdk"}},
+      {{flat}, {"-O", "raw"}},
+      {{stream}, {"-O", "vmdk"}},
+      {{top}, {"-O", "raw"}},
+      {{top}, {"-O", "vmdk", "-B", sparse, "-F", "vmdk"}},
+      {{over_flat}, {"-O", "raw"}},
+      {{over_flat}, {"-O", "vmdk", "-S", "0"}},
+      {{src_, sparse, flat}, {"-O", "vmdk"}},  // concatenated
+  };
+  int i = 0;
+  for (const Case& k : cases) {
+    SCOPED_TRACE(std::to_string(i) + ": " + k.in[0] + " " + k.args[1]);
+    std::vector<std::string> c = {"convert", "-p"}, q = {"convert", "-p"};
+    c.insert(c.end(), k.args.begin(), k.args.end());
+    q.insert(q.end(), k.args.begin(), k.args.end());
+    const std::string out_c = dir_ / ("pc" + std::to_string(i)),
+                      out_q = dir_ / ("pq" + std::to_string(i));
+    c.insert(c.end(), k.in.begin(), k.in.end());
+    q.insert(q.end(), k.in.begin(), k.in.end());
+    c.push_back(out_c);
+    q.push_back(out_q);
+    RunResult rc = Img(c), rq = Qemu(q);
+    ASSERT_EQ(rc.status, 0) << rc.err;
+    ASSERT_EQ(rq.status, 0) << rq.err;
+    EXPECT_EQ(rc.out, rq.out);
+    ++i;
+  }
+}
+
 TEST_F(ConvertTest, MultipleInputsConcatenate) {
   const std::string second = dir_ / "second.raw";
   {

@@ -73,6 +73,44 @@ TEST_F(QueryTest, MapRangesThroughChain) {
   ExpectSameImg({"info", "--start-offset=1", "top.vmdk"});
 }
 
+// Defect: values past INT64_MAX got the suffix hint instead of qemu-img's
+// range message, hex was refused, and a start offset plus max length past
+// INT64_MAX was clamped, where qemu-img's sum overflows (it prints an empty
+// map even over data). coblk refuses that sum with a clear error.
+TEST_F(QueryTest, MapRangeLimits) {
+  ASSERT_EQ(QImg({"create", "-q", "-f", "raw", "m.img", "1M"}).status, 0);
+  ASSERT_EQ(QIo({"-f", "raw", "-c", "write -P 1 0 64k", "m.img"}).status, 0);
+  for (const char* opt : {"--start-offset", "--max-length"}) {
+    for (const char* v : {"9223372036854775807", "9223372036854775808", "18446744073709551615",
+                          "18446744073709551616", "99999999999999999999", "8E", "16E", "8.0E",
+                          "7.5E", "-1", "-0", "0x10", "0X7fffffffffffffff", "0x8000000000000000",
+                          "0x", "1.5k", "abc", ""}) {
+      ExpectSameImg({"map", "-f", "raw", std::string(opt) + "=" + v, "m.img"});
+    }
+  }
+  ExpectSameImg({"map", "-f", "raw", "--start-offset=9223372036854775807", "m.img"});
+  ExpectSameImg({"map", "-f", "raw", "--start-offset=1k", "--max-length=9223372036854774783",
+                 "m.img"});
+  ExpectSameImg({"map", "-f", "raw", "--start-offset=0", "--max-length=9223372036854775807",
+                 "m.img"});
+  for (const std::vector<std::string>& range :
+       {std::vector<std::string>{"--start-offset=1k", "--max-length=9223372036854775807"},
+        {"--max-length=9223372036854775807", "--start-offset=1k"},
+        {"--start-offset=9223372036854775807", "--max-length=10"},
+        {"--start-offset=4E", "--max-length=4E"}}) {
+    std::vector<std::string> args = {"map", "-f", "raw"};
+    args.insert(args.end(), range.begin(), range.end());
+    args.push_back("m.img");
+    RunResult r = Img(args);
+    EXPECT_EQ(r.status, 1) << Describe(args) << r.out;
+    EXPECT_EQ(r.out, "") << Describe(args);
+    EXPECT_EQ(r.err,
+              "coblk-img: Invalid max length specified. The start offset plus the max length "
+              "must not be more than 9223372036854775807.\n")
+        << Describe(args);
+  }
+}
+
 // Punches a hole over every 4 KiB block of the file that reads as zeroes
 // (what `cp --sparse=always` leaves). Returns false where the file system
 // cannot punch holes.

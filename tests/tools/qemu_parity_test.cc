@@ -6,7 +6,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
+#include <filesystem>
+#include <utility>
 
 #include <nlohmann/json.hpp>
 #include <regex>
@@ -153,6 +156,52 @@ TEST_F(QemuParityTest, EmbeddedDescriptorExtentLineIsNotParsed) {
     RunResult r = Io({"-r", "-c", "read -P 7 0 64k", img});
     EXPECT_EQ(r.status, 0) << r.out << r.err;
     EXPECT_EQ(r.out.find("Pattern verification failed"), std::string::npos) << r.out;
+  }
+}
+
+// Defect: coblk rewrote a descriptor file with just its text when the first
+// write changed the CID, where QEMU writes the file in whole sectors (the
+// text, a NUL, zeros): the same write left files of different sizes.
+TEST_F(QemuParityTest, DescriptorFileAfterFirstWriteIsLaidOutAsQemus) {
+  std::filesystem::create_directory(Path("q"));
+  std::filesystem::create_directory(Path("c"));
+  // A long name makes the descriptor longer than one sector.
+  const std::string long_name = std::string(200, 'n');
+  for (const std::string sub : {"monolithicFlat", "twoGbMaxExtentFlat", "twoGbMaxExtentSparse"}) {
+    for (const std::string& base : {sub, long_name + sub}) {
+      SCOPED_TRACE(base);
+      const std::string img = base + ".vmdk";
+      ASSERT_EQ(RunToolIn(Path("q"), "qemu-img",
+                          {"create", "-q", "-f", "vmdk", "-o", "subformat=" + sub, img, "1M"})
+                    .status, 0);
+      ASSERT_EQ(RunToolIn(Path("c"), CoblkImg(),
+                          {"create", "-q", "-f", "vmdk", "-o", "subformat=" + sub, img, "1M"})
+                    .status, 0);
+      const std::string fresh_q = ReadAll(Path("q/" + img)), fresh_c = ReadAll(Path("c/" + img));
+      ASSERT_EQ(RunToolIn(Path("q"), "qemu-io", {"-c", "write 0 4k", img}).status, 0);
+      ASSERT_EQ(RunToolIn(Path("c"), CoblkIo(), {"-c", "write 0 4k", img}).status, 0);
+      const std::string q = ReadAll(Path("q/" + img)), c = ReadAll(Path("c/" + img));
+      EXPECT_EQ(q.size(), (fresh_q.size() + 511) / 512 * 512);
+      ASSERT_EQ(c.size(), q.size());
+      // The same bytes but for the (random) CIDs: the text, a NUL, zeros;
+      // a CID shorter than the old one leaves the old text's last bytes
+      // after the NUL.
+      static const std::regex kCid("\nCID=[0-9a-f]+\n");
+      auto text = [](const std::string& s) { return s.substr(0, s.find('\0')); };
+      EXPECT_EQ(std::regex_replace(text(c), kCid, "\nCID=x\n"),
+                std::regex_replace(text(q), kCid, "\nCID=x\n"));
+      for (const auto& [now, fresh] : {std::pair{c, fresh_c}, std::pair{q, fresh_q}}) {
+        const size_t end = text(now).size();
+        if (end + 1 < fresh.size()) {
+          EXPECT_EQ(now.substr(end + 1, fresh.size() - end - 1), fresh.substr(end + 1));
+        }
+        EXPECT_EQ(now.find_first_not_of('\0', std::max(end, fresh.size())), std::string::npos);
+      }
+      // A second open writes a new CID into the padded file: the size stays.
+      ASSERT_EQ(RunToolIn(Path("c"), CoblkIo(), {"-c", "write 4k 4k", img}).status, 0);
+      EXPECT_EQ(ReadAll(Path("c/" + img)).size(), q.size());
+      ExpectSameCheck({"check", "c/" + img});
+    }
   }
 }
 

@@ -116,13 +116,18 @@ TEST_F(NbdkitExportTest, ExportScript) {
   const std::string a = dir_ / "a.vmdk";
   ASSERT_EQ(RunTool(testing::CoblkImg(), {"create", "-f", "vmdk", a, "8M"}).status, 0);
   ASSERT_EQ(RunTool("qemu-io", {"-f", "vmdk", "-c", "write -P 0x5e 1M 64k", a}).status, 0);
-  std::vector<std::string> args = PluginEnv();
+  // The background server is not our child: the guard stops it even when
+  // the test fails before its kill below. The script gets a time limit, so
+  // a hang fails the test (and the guard cleans up) long before ctest's.
   const std::string sock = dir_ / "e.sock";
+  testing_nbd::DaemonGuard guard(sock);
+  std::vector<std::string> args = {"120", "env"};
+  for (const std::string& e : PluginEnv()) args.push_back(e);
   for (const std::string& x : {std::string(COBLK_SOURCE_DIR "/scripts/nbd-export.sh"),
                                std::string("-b"), std::string("-r"), std::string("-P"),
                                testing_nbd::NbdkitPlugin(), std::string("-s"), sock, a})
     args.push_back(x);
-  RunResult r = RunTool("env", args);
+  RunResult r = RunTool("timeout", args);
   ASSERT_EQ(r.status, 0) << r.out << r.err;
   const std::string uri = "nbd+unix:///?socket=" + sock;
   EXPECT_NE(r.out.find(uri), std::string::npos) << r.out;
@@ -139,9 +144,10 @@ TEST_F(NbdkitExportTest, ExportScript) {
   io = RunTool("qemu-io", {"-f", "raw", "-c", "write 0 4k", uri});
   EXPECT_NE(io.status, 0);
   ASSERT_EQ(kill(pid, SIGTERM), 0);
-  for (int i = 0; i < 500 && kill(pid, 0) == 0; ++i)
+  for (int i = 0; i < 500 && !testing_nbd::ProcessGone(pid); ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  EXPECT_NE(kill(pid, 0), 0) << "the export did not stop";
+  EXPECT_TRUE(testing_nbd::ProcessGone(pid)) << "the export did not stop";
+  EXPECT_EQ(guard.Stop(), 0u) << "something still listened on " << sock;
 }
 
 // The same workload through coblk's export and through qemu-nbd's export of a

@@ -490,5 +490,47 @@ TEST(SetCid, LargeDescriptorIsNotTruncated) {
   EXPECT_EQ(d->ddb.size(), 6u + static_cast<size_t>(i));
 }
 
+TEST(DescriptorFileBytes, WholeSectorsLikeQemu) {
+  // qemu-io's first write turns a 356-byte descriptor file into one sector:
+  // the text, then zeros.
+  const std::string old = kQemuDesc;
+  ASSERT_LT(old.size(), 511u);
+  auto t = SetCid(old, CidField::kCid, 0x12345678);
+  ASSERT_TRUE(t);
+  std::string want = *t;
+  want.resize(512, '\0');
+  EXPECT_EQ(DescriptorFileBytes(old, *t, true), want);
+  EXPECT_EQ(DescriptorFileBytes(old, *t, false), want);
+  // 540 bytes: two sectors.
+  const std::string big = old + std::string(540 - old.size() - 1, '#') + "\n";
+  std::string want_big = big;
+  want_big.resize(1024, '\0');
+  EXPECT_EQ(DescriptorFileBytes(big, big, true), want_big);
+  // Padded already: the size stays.
+  EXPECT_EQ(DescriptorFileBytes(want, *t, true), want);
+}
+
+TEST(DescriptorFileBytes, ShorterTextKeepsOrZeroesTheOldTail) {
+  // A shorter CID: QEMU leaves the old text's last bytes after the NUL.
+  const std::string old = "CID=12345678\nparentCID=ffffffff\n";
+  auto t = SetCid(old, CidField::kCid, 0xabc);
+  ASSERT_TRUE(t);
+  std::string kept = *t + '\0' + old.substr(t->size() + 1);
+  kept.resize(512, '\0');
+  EXPECT_EQ(DescriptorFileBytes(old, *t, true), kept);
+  std::string zeroed = *t;
+  zeroed.resize(512, '\0');
+  EXPECT_EQ(DescriptorFileBytes(old, *t, false), zeroed);
+}
+
+TEST(DescriptorFileBytes, TextFillingTheSectorKeepsItsLastByte) {
+  // QEMU would overwrite byte 511 with its NUL; coblk takes one more sector.
+  const std::string old(512, 'x');
+  const std::string out = DescriptorFileBytes(old, old, true);
+  ASSERT_EQ(out.size(), 1024u);
+  EXPECT_EQ(out.substr(0, 512), old);
+  EXPECT_EQ(out.substr(512), std::string(512, '\0'));
+}
+
 }  // namespace
 }  // namespace coblk::vmdk

@@ -241,7 +241,10 @@ class VmdkWriteTest : public VmdkImageTest {
                     b.begin() + static_cast<std::ptrdiff_t>(std::min<uint64_t>(off + size, b.size())));
       return s.substr(0, s.find('\0'));
     }
-    return std::string(b.begin(), b.end());
+    // A descriptor file: its text ends at the first NUL too (after a CID
+    // update the file is padded to whole sectors, as QEMU's).
+    std::string s(b.begin(), b.end());
+    return s.substr(0, s.find('\0'));
   }
 
   static std::string DescValue(const std::string& desc, const std::string& key) {

@@ -292,6 +292,7 @@ TEST_F(WriteGuard, LargeDescriptorSurvivesCidUpdate) {
   d.replace(p + 5, old_cid.size(), new_cid);  // (QEMU prints the CID with %x: width varies)
   EXPECT_EQ(after.size(), d.size());
   EXPECT_TRUE(after == d) << "descriptor changed beyond its CID";
+  EXPECT_EQ(ReadFile(img_).size(), (d.size() + 1 + 511) / 512 * 512) << "whole sectors, as QEMU";
   if (HaveQemu()) {
     std::string out;
     EXPECT_EQ(ShOut("qemu-io -r -f vmdk -c 'read -P 9 0 4096' " + img_, &out), 0) << out;
