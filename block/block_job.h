@@ -21,13 +21,13 @@
 //   without a base) and takes the streamed layers out.
 //
 // Threads: a job belongs to its backend's EventLoop. Start*, pause, resume,
-// cancel, co_wait and the graph switches run on that loop's thread (other
-// threads post() to it); progress_current/total, done() and paused() may be
-// read from any thread. wait() drives the loop and must not be called from
-// code running on it. The job holds a reference to itself until it ends, so
-// dropping the returned pointer does not stop it; it refers to the backend,
-// so close or destroy the backend only after the job has ended (cancel it
-// and co_wait() first).
+// set_speed, cancel, co_wait and the graph switches run on that loop's
+// thread (other threads post() to it); progress_current/total, done() and
+// paused() may be read from any thread. wait() drives the loop and must not
+// be called from code running on it. The job holds a reference to itself
+// until it ends, so dropping the returned pointer does not stop it; it
+// refers to the backend, so close or destroy the backend only after the job
+// has ended (cancel it and co_wait() first).
 //
 // Graph switches happen only with the backend drained (BlockBackend::
 // co_drain_begin): no guest request is in flight through the graph while a
