@@ -31,6 +31,21 @@ extern char** environ;
 
 namespace coblk::testing_nbd {
 
+// The inode of the unix socket listening at path (bound is not enough:
+// connects are refused until listen()), from /proc/net/unix; empty if none.
+inline std::string ListeningSocketInode(const std::string& path) {
+  std::ifstream f("/proc/net/unix");
+  std::string line;
+  std::getline(f, line);  // header
+  while (std::getline(f, line)) {
+    std::istringstream ss(line);
+    std::string num, refs, proto, flags, type, st, inode, p;
+    if (!(ss >> num >> refs >> proto >> flags >> type >> st >> inode >> p)) continue;
+    if (p == path && (std::stoul(flags, nullptr, 16) & 0x10000)) return inode;
+  }
+  return "";
+}
+
 // A private directory for sockets and images, removed with its contents.
 using TempDir = testing_util::ScratchDir;  // tests/scratch_dir.h
 
@@ -158,18 +173,7 @@ class NbdServer {
   // Whether a unix socket at path is in the listening state (bound is not
   // enough: connects are refused until listen()). Read from /proc so that
   // no probe connection disturbs the server.
-  static bool Listening(const std::string& path) {
-    std::ifstream f("/proc/net/unix");
-    std::string line;
-    std::getline(f, line);  // header
-    while (std::getline(f, line)) {
-      std::istringstream ss(line);
-      std::string num, refs, proto, flags, type, st, inode, p;
-      if (!(ss >> num >> refs >> proto >> flags >> type >> st >> inode >> p)) continue;
-      if (p == path && (std::stoul(flags, nullptr, 16) & 0x10000)) return true;
-    }
-    return false;
-  }
+  static bool Listening(const std::string& path) { return !ListeningSocketInode(path).empty(); }
 
   pid_t pid_ = -1;
   std::string socket_;
@@ -178,16 +182,7 @@ class NbdServer {
 // The processes that hold the listening unix socket at path (from
 // /proc/net/unix and /proc/*/fd).
 inline std::vector<pid_t> SocketListeners(const std::string& path) {
-  std::string inode;
-  std::ifstream f("/proc/net/unix");
-  std::string line;
-  std::getline(f, line);  // header
-  while (std::getline(f, line)) {
-    std::istringstream ss(line);
-    std::string num, refs, proto, flags, type, st, ino, p;
-    if (!(ss >> num >> refs >> proto >> flags >> type >> st >> ino >> p)) continue;
-    if (p == path && (std::stoul(flags, nullptr, 16) & 0x10000)) inode = ino;
-  }
+  const std::string inode = ListeningSocketInode(path);
   std::vector<pid_t> pids;
   if (inode.empty()) return pids;
   const std::string want = "socket:[" + inode + "]";
