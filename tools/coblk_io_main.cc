@@ -1,6 +1,6 @@
 // coblk-io: qemu-io's command-line front end over coblk.
 //
-//   coblk-io [-f fmt] [-n] [-t cache] [-i aio] [-r] [-U] [--image-opts]
+//   coblk-io [-f fmt] [-n] [-t cache] [-i aio] [-r] [-C] [-U] [--image-opts]
 //            [-c 'cmd' ...] [file]
 //
 // Without -c, commands are read from standard input, one per line. The
@@ -32,6 +32,7 @@ void Usage(const char* name) {
       "  -f, --format FMT     specifies the block driver to use\n"
       "  -r, --read-only      export read-only\n"
       "  -n, --nocache        disable host cache, short for -t none\n"
+      "  -C, --copy-on-read   enable copy-on-read\n"
       "  -t, --cache=MODE     use the given cache mode for the image\n"
       "                       (none, writeback, writethrough, directsync, unsafe)\n"
       "  -i, --aio=MODE       use AIO mode (threads, native)\n"
@@ -70,6 +71,7 @@ int main(int argc, char** argv) {
       {"format", required_argument, nullptr, 'f'},
       {"read-only", no_argument, nullptr, 'r'},
       {"nocache", no_argument, nullptr, 'n'},
+      {"copy-on-read", no_argument, nullptr, 'C'},
       {"cache", required_argument, nullptr, 't'},
       {"aio", required_argument, nullptr, 'i'},
       {"force-share", no_argument, nullptr, 'U'},
@@ -81,12 +83,13 @@ int main(int argc, char** argv) {
   coblk::tools::ImageSpec spec;
   spec.cache = "writethrough";  // qemu-io's default
   std::vector<std::string> commands;
-  for (int c; (c = getopt_long(argc, argv, "+c:f:rnt:i:Uh", kLong, nullptr)) != -1;) {
+  for (int c; (c = getopt_long(argc, argv, "+c:f:rCnt:i:Uh", kLong, nullptr)) != -1;) {
     switch (c) {
       case 'c': commands.emplace_back(optarg); break;
       case 'f': spec.format = optarg; break;
       case 'r': spec.read_only = true; break;
       case 'n': spec.cache = "none"; break;
+      case 'C': spec.copy_on_read = true; break;
       case 't': spec.cache = optarg; break;
       case 'i': spec.aio = optarg; break;
       case 'U': spec.force_share = true; break;

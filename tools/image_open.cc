@@ -7,6 +7,8 @@
 #include <vector>
 
 #include "block/block_driver.h"
+#include "block/block_graph.h"
+#include "coroutine/sync_wait.h"
 
 namespace coblk::tools {
 
@@ -93,13 +95,32 @@ Result<Options> ImageOptions(const ImageSpec& spec) {
 }
 
 Result<std::unique_ptr<BlockBackend>> OpenImage(EventLoop& loop, const ImageSpec& spec) {
+  if (spec.copy_on_read && spec.read_only) {
+    return MakeError(EINVAL, "Can't use copy-on-read on read-only device");
+  }
   Result<Options> opts = ImageOptions(spec);
   if (!opts) return std::unexpected(opts.error());
   OpenFlags flags;
   flags.read_only = spec.read_only;
   flags.probe_warning = spec.probe_warning;
   flags.check = spec.check;
-  return BlockBackend::Open(loop, "", std::move(*opts), flags);
+  Result<std::unique_ptr<BlockBackend>> blk = BlockBackend::Open(loop, "", std::move(*opts), flags);
+  if (!blk || !spec.copy_on_read) return blk;
+  // The filter goes over the opened root; the backend is new, so nothing is
+  // in flight and the drain around the switch returns at once.
+  BlockBackend& backend = **blk;
+  auto insert = [&backend]() -> Task<Status> {
+    BlockGraph graph(backend.loop());
+    Result<std::shared_ptr<BlockNode>> filter =
+        co_await graph.open_filter("copy-on-read", Options{}, backend.root());
+    if (!filter) co_return std::unexpected(filter.error());
+    co_await backend.co_drain_begin();
+    backend.replace_root(std::move(*filter));
+    backend.drain_end();
+    co_return OkStatus();
+  };
+  if (Status s = sync_wait(loop, insert()); !s) return std::unexpected(s.error());
+  return blk;
 }
 
 }  // namespace coblk::tools

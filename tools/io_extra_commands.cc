@@ -147,7 +147,7 @@ int IoShell::TruncateCmd(Args& args) {
   }
   Status s = sync_wait(loop_, blk_->node().truncate(*size, false, prealloc));
   if (!s) {
-    const bool is_raw = blk_->node().driver()->format_name() == "raw";
+    const bool is_raw = image().driver()->format_name() == "raw";
     if (s.error().errnum() == ENOTSUP && !is_raw) {
       std::fprintf(stderr, "coblk-io: Image format driver does not support resize\n");
     } else {
@@ -221,7 +221,7 @@ int IoShell::ReopenCmd(Args& args) {
         return -EINVAL;
       }
       has_cache_opts = true;
-    } else if (key == "driver" && value == blk_->node().driver()->format_name()) {
+    } else if (key == "driver" && value == image().driver()->format_name()) {
       // Unchanged: accepted.
     } else {
       std::fprintf(stderr, "coblk-io: Cannot change the option '%s'\n", key.c_str());
@@ -243,9 +243,15 @@ int IoShell::ReopenCmd(Args& args) {
   }
   // A reopen keeps the format the image was opened as (probed or not).
   if (next.format.empty() && !next.image_opts) {
-    next.format = std::string(blk_->node().driver()->format_name());
+    next.format = std::string(image().driver()->format_name());
   }
 
+  // QEMU refuses to make a copy-on-read image read-only, naming its node.
+  if (next.copy_on_read && next.read_only) {
+    std::fprintf(stderr, "coblk-io: Can't set node '%s' to r/o with copy-on-read enabled\n",
+                 image().node_name().c_str());
+    return -EINVAL;
+  }
   // The graph is closed (flushing it) and opened again with the new
   // settings; if that fails the image is opened again as it was.
   const ImageSpec previous = spec_;

@@ -1,7 +1,7 @@
 // The extended help of coblk-io's commands (`help name`): qemu-io 7.2's
 // text for every command whose options coblk-io has as qemu-io does, and
 // coblk-io's own text in the same style for `open`, whose options differ
-// (coblk-io has -f; it has no snapshot, copy-on-read or discard-mode options).
+// (coblk-io has -f; it has no snapshot or discard-mode options).
 #include <cstring>
 #include <string>
 
@@ -170,6 +170,7 @@ const ExtendedHelp kHelp[] = {
       "\n"
       " Opens a file for subsequent use by all of the other coblk-io commands.\n"
       " -r, -- open file read-only\n"
+      " -C, -- use copy-on-read\n"
       " -n, -- disable host cache, short for -t none\n"
       " -U, -- force shared permissions\n"
       " -k, -- use kernel AIO implementation (short for -i native)\n"

@@ -54,7 +54,7 @@ int IoShell::LengthCmd(Args&) {
 }
 
 int IoShell::MapCmd(Args&) {
-  BlockNode& node = blk_->node();
+  BlockNode& node = image();
   const int64_t length = node.size();
   int64_t offset = 0;
   int64_t bytes = length;
@@ -99,7 +99,7 @@ int IoShell::AllocCmd(Args& args) {
   int64_t offset = *start, remaining = count, allocated = 0;
   while (remaining) {
     int64_t num = 0;
-    Result<bool> r = sync_wait(loop_, IsAllocated(blk_->node(), offset, remaining, &num));
+    Result<bool> r = sync_wait(loop_, IsAllocated(image(), offset, remaining, &num));
     if (!r) {
       std::printf("is_allocated failed: %s\n", std::strerror(r.error().errnum()));
       return -r.error().errnum();
@@ -118,7 +118,7 @@ int IoShell::AllocCmd(Args& args) {
 }
 
 int IoShell::InfoCmd(Args&) {
-  BlockNode& node = blk_->node();
+  BlockNode& node = image();
   // qemu-io prints both names, so protocol drivers appear twice.
   std::printf("format name: %s\n", std::string(node.driver()->format_name()).c_str());
   if (!node.driver()->protocol_name().empty()) {
@@ -149,9 +149,10 @@ int IoShell::OpenCmd(Args& args) {
   ArgParser p(args);
   ImageSpec spec = defaults_;
   std::string options;  // -o, possibly repeated
-  for (int c; (c = p.next("rnkUf:t:i:o:")) != -1;) {
+  for (int c; (c = p.next("rCnkUf:t:i:o:")) != -1;) {
     switch (c) {
       case 'r': spec.read_only = true; break;
+      case 'C': spec.copy_on_read = true; break;
       case 'n': spec.cache = "none"; break;
       case 'k': spec.aio = "native"; break;
       case 'U': spec.force_share = true; break;

@@ -56,7 +56,7 @@ const std::vector<IoShell::Command>& IoShell::Commands() {
       {"length", "l", 0, 0, true, nullptr, "gets the length of the current file",
        &IoShell::LengthCmd},
       {"map", nullptr, 0, 0, true, "", "prints the allocated areas of a file", &IoShell::MapCmd},
-      {"open", "o", 1, -1, false, "[-rnkU] [-f fmt] [-t cache] [-i aio] [-o options] [path]",
+      {"open", "o", 1, -1, false, "[-rCnkU] [-f fmt] [-t cache] [-i aio] [-o options] [path]",
        "open the file specified by path", &IoShell::OpenCmd},
       {"quit", "q", 0, -1, false, nullptr, "exit the program", &IoShell::QuitCmd},
       {"read", "r", 2, -1, true, "[-abCqv] [-P pattern [-s off] [-l len]] off len",
@@ -122,6 +122,11 @@ bool IoShell::Open(const ImageSpec& spec) {
   writethrough_ = mode.writethrough;
   read_only_ = spec.read_only;
   return true;
+}
+
+BlockNode& IoShell::image() {
+  BlockNode& root = blk_->node();
+  return spec_.copy_on_read && root.file() ? *root.file() : root;
 }
 
 void IoShell::Drain() {

@@ -78,6 +78,8 @@ class IoShell {
   int QuitCmd(Args& args);
 
   void Close();
+  // The image: the backend's root, or below the copy-on-read filter of -C.
+  BlockNode& image();
   // The "name args -- oneline" line of help and of usage errors.
   static void PrintOneLine(const char* name, const Command& c);
   int Usage(const Command& c);
