@@ -21,8 +21,6 @@ namespace {
 Status NotWritable(const Extent& e) {
   if (e.kind() == ExtentKind::kSparse && e.layout().format == ExtentFormat::kSeSparse)
     return MakeError(ENOTSUP, "No write support for seSparse images available");
-  if (e.kind() == ExtentKind::kSparse && e.layout().format == ExtentFormat::kVmdk3)
-    return MakeError(ENOTSUP, "No write support for VMDK3 (COWD) extents available");
   if (e.kind() == ExtentKind::kSparse && e.layout().footer_lost)
     return MakeError(EACCES, "VMDK extent '" + e.file()->filename() +
                                  "' was cut before its footer: open for check only");
