@@ -128,6 +128,21 @@ TEST_F(BuiltImageTest, SeSparseReadWriteOpenIsRefused) {
       << node.error().ToString();
 }
 
+// A seSparse file named by a SPARSE or VMFSSPARSE line is refused, as by
+// QEMU (which opens those lines as VMDK3 or VMDK4 only).
+TEST_F(BuiltImageTest, SeSparseFileUnderSparseLineIsRefused) {
+  BuiltImage img = BuildSeSparse(40 * 2048, SeSparseGrains());
+  for (const char* type : {"SPARSE", "VMFSSPARSE"}) {
+    WriteImage(img, "vmfsSparse", type);
+    auto node = OpenVmdk(desc_);
+    ASSERT_FALSE(node) << type;
+    EXPECT_EQ(node.error().message(), "Image not in VMDK format") << type;
+    if (HaveQemu()) {
+      EXPECT_NE(Sh("qemu-img info " + desc_ + " >/dev/null 2>&1"), 0) << type;
+    }
+  }
+}
+
 TEST_F(BuiltImageTest, SeSparseWithUnallocatedGrainReadsBacking) {
   // An seSparse delta over a base: unallocated grains come from the base,
   // zero and unmapped grains do not.
