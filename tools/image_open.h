@@ -46,7 +46,9 @@ Result<CacheMode> ParseCacheMode(const std::string& mode);
 // Builds the option set for spec (exposed for tests and `info`).
 Result<Options> ImageOptions(const ImageSpec& spec);
 
-// Opens spec; warnings (the raw probe warning) go to stderr.
+// Opens spec; warnings (the raw probe warning) go to stderr. With
+// copy_on_read the backend's root is the copy-on-read filter and the image
+// is its "file" child; read_only together with it is refused, as by QEMU.
 Result<std::unique_ptr<BlockBackend>> OpenImage(EventLoop& loop, const ImageSpec& spec);
 
 }  // namespace coblk::tools

@@ -145,7 +145,7 @@ int IoShell::TruncateCmd(Args& args) {
     std::printf("%s\n", message.c_str());
     return -EINVAL;
   }
-  Status s = sync_wait(loop_, image().truncate(*size, false, prealloc));
+  Status s = sync_wait(loop_, blk_->node().truncate(*size, false, prealloc));
   if (!s) {
     const bool is_raw = image().driver()->format_name() == "raw";
     if (s.error().errnum() == ENOTSUP && !is_raw) {

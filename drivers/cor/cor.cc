@@ -118,6 +118,10 @@ class CorNode final : public BlockNode {
     co_return co_await file()->pdiscard(offset, bytes);
   }
   Task<Status> co_flush() override { co_return co_await file()->flush(); }
+  // Resizing passes through, as QEMU passes a filter's truncate to its child.
+  Task<Status> co_truncate(int64_t size, bool exact, PreallocMode prealloc) override {
+    co_return co_await file()->truncate(size, exact, prealloc);
+  }
   Task<Result<BlockStatus>> co_block_status(bool, int64_t offset, int64_t bytes) override {
     co_return BlockStatus{kStatusRaw | kStatusOffsetValid, bytes, offset, file()};
   }

@@ -215,6 +215,8 @@ class Extent {
   Task<Status> write_header_gd_offset(uint64_t gd_offset);
   // Takes `sectors` at the append point and grows the file over them.
   Task<Result<uint64_t>> reserve(uint64_t sectors);
+  // VMDK3: raises the header's freeSector to `end_bytes` (no-op otherwise).
+  Task<Status> raise_vmdk3_free_sector(uint64_t end_bytes, bool lower_ok);
 
   // Grain-table file offset for directory index l1 (0 = none), or error.
   Result<uint64_t> table_offset(uint32_t l1) const;
@@ -290,6 +292,10 @@ class Extent {
     uint64_t commit_timer = 0;
     uint64_t reserved_end = 0;  // file size the allocator has grown to
     uint64_t opened_size = 0;   // file size when writes were enabled
+    // VMDK3: the header's freeSector (QEMU's file_sectors), where VMware
+    // allocates its next grain; kept at or beyond everything allocated.
+    uint64_t vmdk3_free_sector = 0;
+    uint64_t vmdk3_free_sector_at_open = 0;
     bool growing = false;       // one truncate (growth) at a time, see reserve()
     CoQueue grow_waiters;
     // Entries written but not committed: visible to lookups, put on disk by

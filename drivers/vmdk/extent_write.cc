@@ -23,6 +23,7 @@
 // Tail writes take their file space through reserve() like grains, so a
 // tail never overlaps a grain allocated while it is written.
 #include <algorithm>
+#include <array>
 #include <cinttypes>
 
 #include "coroutine/spawn.h"
@@ -65,11 +66,21 @@ Task<Extent::GrainLock> Extent::lock_grain(uint64_t grain_index) {
 Task<Status> Extent::enable_writes(bool extent_writable) {
   writable_ = extent_writable && kind_ != ExtentKind::kZero;
   if (!writable_ || kind_ != ExtentKind::kSparse) co_return OkStatus();
-  if (sp_->layout.format != ExtentFormat::kVmdk4 || sp_->layout.footer_lost) {
-    // VMDK3 and seSparse are read-only, as in QEMU; a stream cut before
-    // its footer is open for check -r only (which writes the file itself).
+  if (sp_->layout.format == ExtentFormat::kSeSparse || sp_->layout.footer_lost) {
+    // seSparse is read-only, as in QEMU; a stream cut before its footer is
+    // open for check -r only (which writes the file itself).
     writable_ = false;
     co_return OkStatus();
+  }
+  const bool vmdk3 = sp_->layout.format == ExtentFormat::kVmdk3;
+  if (vmdk3) {
+    // VMDK3 (COWD) takes grain writes as QEMU does (its tables are
+    // preallocated; a directory entry of 0 is refused like VMDK4's). The
+    // header's freeSector, which QEMU leaves alone, says where VMware
+    // allocates next, so it is kept beyond every grain written here.
+    Sector header{};
+    COBLK_CO_RETURN_IF_ERROR(co_await file_->pread(0, header.data(), kSectorSize));
+    sp_->vmdk3_free_sector = sp_->vmdk3_free_sector_at_open = LoadLe32(header, 28);
   }
   const uint64_t file_size = static_cast<uint64_t>(file_->size());
   // Compressed grains are packed; uncompressed ones stay grain-aligned.
@@ -80,8 +91,10 @@ Task<Status> Extent::enable_writes(bool extent_writable) {
 
   // Everything that is not guest data: header and descriptor area before the
   // first grain, both directories and every table they point at.
-  sp_->metadata.push_back(
-      {0, std::max<uint64_t>(kSectorSize, sp_->layout.grain_start_sector * kSectorSize)});
+  // (VMDK3 has no grain offset: its header area ends at the directory.)
+  const uint64_t header_end =
+      vmdk3 ? sp_->layout.l1_table_offset : sp_->layout.grain_start_sector * kSectorSize;
+  sp_->metadata.push_back({0, std::max<uint64_t>(kSectorSize, header_end)});
   const uint64_t gd_bytes = sp_->layout.l1_table_bytes(), gt_bytes = sp_->layout.l2_table_bytes();
   if (gd_bytes)
     sp_->metadata.push_back({sp_->layout.l1_table_offset, sp_->layout.l1_table_offset + gd_bytes});
@@ -220,12 +233,28 @@ Task<Result<uint64_t>> Extent::reserve(uint64_t sectors) {
     const uint64_t target =
         (std::max(end, sp_->reserved_end) + kGrowStep - 1) / kGrowStep * kGrowStep;
     Status st = co_await file_->truncate(static_cast<int64_t>(target), true, PreallocMode::kOff);
+    // Before any grain lands in the new space, and so durable with the
+    // flush that precedes the table entries naming those grains.
+    if (st) st = co_await raise_vmdk3_free_sector(target, false);
     sp_->growing = false;
     sp_->grow_waiters.notify_all();
     if (!st) co_return std::unexpected(st.error());
     sp_->reserved_end = std::max(sp_->reserved_end, target);
   }
   co_return at;
+}
+
+Task<Status> Extent::raise_vmdk3_free_sector(uint64_t end_bytes, bool lower_ok) {
+  if (sp_->layout.format != ExtentFormat::kVmdk3) co_return OkStatus();
+  const uint64_t sector = std::min<uint64_t>(
+      std::max(SectorsFor(end_bytes), sp_->vmdk3_free_sector_at_open), UINT32_MAX);
+  if (sector == sp_->vmdk3_free_sector || (sector < sp_->vmdk3_free_sector && !lower_ok))
+    co_return OkStatus();
+  std::array<uint8_t, 4> field{};
+  StoreLe32(field, 0, static_cast<uint32_t>(sector));
+  COBLK_CO_RETURN_IF_ERROR(co_await file_->pwrite(28, field.data(), field.size()));
+  sp_->vmdk3_free_sector = sector;
+  co_return OkStatus();
 }
 
 Task<Status> Extent::finish_writes() {
@@ -238,7 +267,9 @@ Task<Status> Extent::finish_writes() {
   COBLK_CO_RETURN_IF_ERROR(
       co_await file_->truncate(static_cast<int64_t>(end), true, PreallocMode::kOff));
   sp_->reserved_end = end;
-  co_return OkStatus();
+  // The growth was cut back: freeSector follows it, down to the append
+  // point (never below what the file held at open).
+  co_return co_await raise_vmdk3_free_sector(end, true);
 }
 
 Status Extent::check_data_target(uint64_t file_offset, uint64_t bytes) const {

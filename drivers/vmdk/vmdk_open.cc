@@ -124,6 +124,9 @@ Task<Result<std::unique_ptr<Extent>>> OpenExtentLine(OpenContext& ctx, VmdkNode&
   if (!e) co_return std::unexpected(e.error());
   if (line.type == ExtentType::kSeSparse && (*e)->layout().format != ExtentFormat::kSeSparse)
     co_return MakeError(EINVAL, "Extent '" + *path + "' is not a seSparse file");
+  // QEMU opens SPARSE/VMFSSPARSE lines as VMDK3 or VMDK4 only.
+  if (line.type != ExtentType::kSeSparse && (*e)->layout().format == ExtentFormat::kSeSparse)
+    co_return MakeError(EINVAL, "Image not in VMDK format");
   (*e)->set_line_type(line.type);
   if (s.read_write) COBLK_CO_RETURN_IF_ERROR(co_await (*e)->enable_writes(extent_rw));
   co_return std::move(*e);

@@ -18,11 +18,19 @@ namespace coblk::vmdk {
 
 namespace {
 
+constexpr char kStreamOverwriteMsg[] = "Could not write to allocated cluster for streamOptimized";
+
+// QEMU reports a refused stream overwrite before the request fails, once:
+// it writes the grains of a request one by one and stops at the first that
+// fails, where the grains here run in parallel and several may be refused.
+Status ReportedOnce(Status st) {
+  if (!st && st.error().message() == kStreamOverwriteMsg) ReportError(kStreamOverwriteMsg);
+  return st;
+}
+
 Status NotWritable(const Extent& e) {
   if (e.kind() == ExtentKind::kSparse && e.layout().format == ExtentFormat::kSeSparse)
     return MakeError(ENOTSUP, "No write support for seSparse images available");
-  if (e.kind() == ExtentKind::kSparse && e.layout().format == ExtentFormat::kVmdk3)
-    return MakeError(ENOTSUP, "No write support for VMDK3 (COWD) extents available");
   if (e.kind() == ExtentKind::kSparse && e.layout().footer_lost)
     return MakeError(EACCES, "VMDK extent '" + e.file()->filename() +
                                  "' was cut before its footer: open for check only");
@@ -130,8 +138,9 @@ Task<Status> VmdkNode::write_range(int64_t offset, int64_t bytes, IoVector& qiov
       done += n;
     }
     if (pieces.size() == 1) {
-      COBLK_CO_RETURN_IF_ERROR(co_await write_piece(*pieces[0].extent, pieces[0].in_extent,
-                                                    pieces[0].n, pieces[0].data));
+      Status st = co_await write_piece(*pieces[0].extent, pieces[0].in_extent, pieces[0].n,
+                                       pieces[0].data);
+      if (!st) co_return ReportedOnce(std::move(st));
       continue;
     }
     AllocationOrder order(pieces.size());
@@ -141,7 +150,7 @@ Task<Status> VmdkNode::write_range(int64_t offset, int64_t bytes, IoVector& qiov
                                            pieces[k].data, PieceOrder{&order, k}));
     std::vector<Status> results = co_await when_all(std::move(tasks));
     for (Status& st : results)
-      if (!st) co_return st;
+      if (!st) co_return ReportedOnce(std::move(st));
   }
   co_return OkStatus();
 }
@@ -179,11 +188,7 @@ Task<Status> VmdkNode::write_piece(Extent& e, uint64_t in_extent, uint64_t n, Io
     if (m->state != GrainMapping::kAllocated)
       co_return co_await allocate_grain(e, in_extent, n, data, m->state, order);
   }
-  if (e.compressed()) {
-    static constexpr char kMsg[] = "Could not write to allocated cluster for streamOptimized";
-    ReportError(kMsg);  // QEMU reports it too, before the request fails
-    co_return MakeError(EIO, kMsg);
-  }
+  if (e.compressed()) co_return MakeError(EIO, kStreamOverwriteMsg);
   const uint64_t at = m->grain_offset + in_extent % e.grain_bytes();
   COBLK_CO_RETURN_IF_ERROR(e.check_data_target(at, n));
   co_return co_await e.file()->pwritev(static_cast<int64_t>(at), static_cast<int64_t>(n), data);

@@ -128,6 +128,21 @@ TEST_F(BuiltImageTest, SeSparseReadWriteOpenIsRefused) {
       << node.error().ToString();
 }
 
+// A seSparse file named by a SPARSE or VMFSSPARSE line is refused, as by
+// QEMU (which opens those lines as VMDK3 or VMDK4 only).
+TEST_F(BuiltImageTest, SeSparseFileUnderSparseLineIsRefused) {
+  BuiltImage img = BuildSeSparse(40 * 2048, SeSparseGrains());
+  for (const char* type : {"SPARSE", "VMFSSPARSE"}) {
+    WriteImage(img, "vmfsSparse", type);
+    auto node = OpenVmdk(desc_);
+    ASSERT_FALSE(node) << type;
+    EXPECT_EQ(node.error().message(), "Image not in VMDK format") << type;
+    if (HaveQemu()) {
+      EXPECT_NE(Sh("qemu-img info " + desc_ + " >/dev/null 2>&1"), 0) << type;
+    }
+  }
+}
+
 TEST_F(BuiltImageTest, SeSparseWithUnallocatedGrainReadsBacking) {
   // An seSparse delta over a base: unallocated grains come from the base,
   // zero and unmapped grains do not.
@@ -199,6 +214,63 @@ TEST_F(BuiltImageTest, Vmdk3BareFileIsReadByCoblkOnly) {
   if (HaveQemu()) {
     EXPECT_NE(Sh("qemu-img convert -f vmdk -O raw " + extent_ + " " + (dir_ / "x.raw")), 0);
   }
+}
+
+// QEMU 7.2 writes VMDK3 extents (grains appended, table entries updated);
+// coblk did not (ENOTSUP). Same commands through coblk-io and qemu-io on
+// copies: same guest content and file size, both checks clean, and the
+// header's freeSector (which QEMU leaves stale) at the end of the file.
+TEST_F(BuiltImageTest, Vmdk3IsWrittenAsQemuWritesIt) {
+  BuiltImage img = BuildVmdk3(48 * 2048, Vmdk3Grains());
+  WriteImage(img, "vmfsSparse", "VMFSSPARSE");
+  const std::string bin = std::string(COBLK_BIN_DIR);
+  const std::string cmds =
+      " -c 'write -P 0x41 0 512' -c 'write -P 0x42 8000 9000' -c 'write -P 0x43 5M 8k'"
+      " -c 'write -z 6M 16k' -c 'write -P 0x44 33550000 10000' -c 'aio_write -P 0x45 40M 64k'"
+      " -c aio_flush -c 'write -P 0x46 50327040 1024' ";
+  std::string out;
+  ASSERT_EQ(Sh(bin + "/coblk-io" + cmds + desc_ + " 2>&1", &out), 0) << out;
+  Bytes expected = img.expected;
+  auto fill = [&expected](uint64_t at, uint64_t n, uint8_t v) {
+    std::fill_n(expected.begin() + static_cast<std::ptrdiff_t>(at), n, v);
+  };
+  fill(0, 512, 0x41);
+  fill(8000, 9000, 0x42);
+  fill(5 << 20, 8192, 0x43);
+  fill(6 << 20, 16384, 0);
+  fill(33550000, 10000, 0x44);
+  fill(40 << 20, 65536, 0x45);
+  fill(50327040, 1024, 0x46);
+  ExpectCoblkReads(desc_, expected);
+  const Bytes file = ReadFile(extent_);
+  ASSERT_EQ(file.size() % 512, 0u);
+  EXPECT_EQ(LoadLe32(file, 28), file.size() / 512) << "freeSector";
+  EXPECT_EQ(Sh(bin + "/coblk-img check " + desc_ + " 2>&1", &out), 0) << out;
+  if (!HaveQemu()) GTEST_SKIP() << "qemu-img not installed: no cross-check";
+  ExpectQemuReads(expected);
+  EXPECT_EQ(Sh("qemu-img check " + desc_ + " 2>&1", &out), 0) << out;
+  // qemu-io on a copy of the original: same file size (same grains appended).
+  const std::string qext = dir_ / "q-delta.vmdk", qdesc = dir_ / "q.vmdk";
+  ASSERT_TRUE(WriteFile(qext, img.file));
+  ASSERT_TRUE(WriteFile(qdesc, SimpleDescriptor("vmfsSparse",
+                                                {"RW 98304 VMFSSPARSE \"q-delta.vmdk\""})));
+  ASSERT_EQ(Sh("qemu-io" + cmds + qdesc + " 2>&1", &out), 0) << out;
+  EXPECT_EQ(Sh("qemu-img compare " + qdesc + " " + desc_ + " 2>&1", &out), 0) << out;
+  EXPECT_EQ(ReadFile(qext).size(), file.size());
+}
+
+// A grain whose directory entry is 0 has no table to take it: the write
+// fails and the file is unchanged (QEMU 7.2 writes the data over the header).
+TEST_F(BuiltImageTest, Vmdk3WriteWithoutGrainTableIsRefused) {
+  BuiltImage img = BuildVmdk3(48 * 2048, {{0, GrainKind::kData, 1}});
+  WriteImage(img, "vmfsSparse", "VMFSSPARSE");
+  auto node = OpenVmdk(desc_, "", /*read_only=*/false);
+  ASSERT_TRUE(node) << node.error().ToString();
+  Bytes data(4096, 0x5a);
+  Status st = sync_wait(loop(), (*node)->pwrite(40 << 20, data.data(), 4096));
+  EXPECT_FALSE(st);
+  ASSERT_TRUE(sync_wait(loop(), (*node)->close()));
+  EXPECT_TRUE(ReadFile(extent_) == img.file);
 }
 
 // coblk-img check reads VMDK3 and seSparse (QEMU's lookup walk); repair
