@@ -2,6 +2,8 @@
 
 #include <sys/stat.h>
 
+#include <array>
+#include <cinttypes>
 #include <climits>
 #include <cstdlib>
 #include <cstring>
@@ -119,11 +121,16 @@ Task<Result<std::unique_ptr<Extent>>> OpenExtentLine(OpenContext& ctx, VmdkNode&
   }
   // SPARSE/VMFSSPARSE hold VMDK4 or VMDK3 headers; SESPARSE its own. As in
   // QEMU, a sparse extent's size comes from its header.
+  if (line.type == ExtentType::kSeSparse) {
+    // QEMU's message for any other file under a SESPARSE line.
+    std::array<uint8_t, 8> magic{};
+    COBLK_CO_RETURN_IF_ERROR(co_await file->pread(0, magic.data(), magic.size()));
+    if (const uint64_t m = LoadLe64(magic, 0); m != kSeSparseConstMagic)
+      co_return MakeError(EINVAL, StrFormat("Bad const header magic: 0x%016" PRIx64, m));
+  }
   const bool rw = s.read_write && extent_rw;
   auto e = co_await Extent::OpenSparse(file, rw, s.cache_bytes, s.check);
   if (!e) co_return std::unexpected(e.error());
-  if (line.type == ExtentType::kSeSparse && (*e)->layout().format != ExtentFormat::kSeSparse)
-    co_return MakeError(EINVAL, "Extent '" + *path + "' is not a seSparse file");
   // QEMU opens SPARSE/VMFSSPARSE lines as VMDK3 or VMDK4 only.
   if (line.type != ExtentType::kSeSparse && (*e)->layout().format == ExtentFormat::kSeSparse)
     co_return MakeError(EINVAL, "Image not in VMDK format");

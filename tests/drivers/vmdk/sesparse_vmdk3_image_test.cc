@@ -143,6 +143,20 @@ TEST_F(BuiltImageTest, SeSparseFileUnderSparseLineIsRefused) {
   }
 }
 
+// Any other file under a SESPARSE line: QEMU's message, with the magic.
+TEST_F(BuiltImageTest, OtherFileUnderSeSparseLineIsRefused) {
+  BuiltImage img = BuildVmdk3(48 * 2048, {{0, GrainKind::kData, 1}});
+  WriteImage(img, "seSparse", "SESPARSE");
+  auto node = OpenVmdk(desc_);
+  ASSERT_FALSE(node);
+  EXPECT_EQ(node.error().message(), "Bad const header magic: 0x0000000144574f43");
+  if (HaveQemu()) {
+    std::string out;
+    EXPECT_NE(Sh("{ qemu-img info " + desc_ + " 2>&1 ; }", &out), 0);
+    EXPECT_NE(out.find("Bad const header magic: 0x0000000144574f43"), std::string::npos) << out;
+  }
+}
+
 TEST_F(BuiltImageTest, SeSparseWithUnallocatedGrainReadsBacking) {
   // An seSparse delta over a base: unallocated grains come from the base,
   // zero and unmapped grains do not.
