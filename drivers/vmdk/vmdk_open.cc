@@ -156,13 +156,16 @@ Task<Status> OpenDescriptorFile(OpenContext& ctx, VmdkNode& node, const std::str
   TakeDescriptorFacts(node, *d);
   if (d->extent_count == 0) co_return MakeError(EINVAL, "VMDK descriptor has no extents");
   node.reserve_extents(d->extent_count);
+  OpenSettings per_extent = s;
+  per_extent.cache_bytes = ExtentCacheBytes(s.cache_bytes, d->extent_count);
+  node.cache_bytes = per_extent.cache_bytes;  // extents reopened after a repair
   OpenedExtentFiles opened;
   ExtentLineReader lines(text);
   for (size_t i = 0;; ++i) {
     auto line = lines.next();
     if (!line) co_return std::unexpected(line.error());
     if (!*line) break;
-    auto e = co_await OpenExtentLine(ctx, node, **line, i, descriptor_path, s, opened);
+    auto e = co_await OpenExtentLine(ctx, node, **line, i, descriptor_path, per_extent, opened);
     if (!e) co_return std::unexpected(e.error());
     node.add_extent(std::move(*e));
   }

@@ -424,6 +424,30 @@ TEST_F(HostileTest, ManyExtentLinesShareOneFile) {
   EXPECT_EQ((*own)->children().size(), 3u);
 }
 
+// 1,000 SPARSE lines naming one 2 GiB sparse file with a grain in each of
+// its 64 grain tables: mapping it loads every table of every extent. The
+// extents share one cache budget (kExtentsCacheBudget, 64 MiB), so the heap
+// stays near that; with 4 MiB per extent it grew by 1,000 x 128 KiB.
+TEST_F(HostileTest, ManySparseLinesShareOneCacheBudget) {
+  constexpr size_t kLines = 1000;
+  // (Made with qemu-io: the image builder would hold the 2 GiB of content.)
+  if (!testing_util::HaveQemu()) GTEST_SKIP() << "qemu-img/qemu-io not installed";
+  std::string make = "cd " + dir_.path() + " && qemu-img create -q -f vmdk s.vmdk 2G && qemu-io";
+  for (int t = 0; t < 64; ++t) make += " -c 'write -q -P 7 " + std::to_string(t * 32) + "M 512'";
+  ASSERT_EQ(testing_util::Sh(make + " s.vmdk"), 0) << make;
+  std::vector<std::string> lines(kLines, "RW 4194304 SPARSE \"s.vmdk\"");
+  ASSERT_TRUE(WriteFile(dir_ / "many-sparse.vmdk", SimpleDescriptor("twoGbMaxExtentSparse", lines)));
+  const size_t before = HeapInUse();
+  auto node = OpenVmdk(dir_ / "many-sparse.vmdk", ",cache.direct=off");
+  ASSERT_TRUE(node) << node.error().ToString();
+  auto map = MapInCalls(**node, 1000000);
+  ASSERT_TRUE(map) << map.error().ToString();
+  EXPECT_EQ(std::count_if(map->begin(), map->end(), [](const MapEntry& e) { return e.data; }),
+            static_cast<long>(kLines * 64));
+  const int64_t held = static_cast<int64_t>(HeapInUse()) - static_cast<int64_t>(before);
+  EXPECT_LT(held, int64_t{100} << 20) << held / int64_t{kLines} << " bytes per extent";
+}
+
 // 100,000 ZERO lines open (each extent small: no per-extent allocations
 // beyond the extent itself) and map as one zero range.
 TEST_F(HostileTest, HundredThousandZeroLines) {
