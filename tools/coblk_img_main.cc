@@ -48,17 +48,6 @@ int ImgBadOption(int c, char** argv) {
   return ImgErrorExit("unrecognized option '%s'", opt);
 }
 
-bool ParseRateLimit(const char* arg, uint64_t* rate) {
-  Result<uint64_t> v = ParseSize(arg);
-  if (!v || arg[0] == '-') {
-    ImgError("Invalid rate limit specified. You may use k, M, G, T, P or E suffixes for");
-    ImgError("kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.");
-    return false;
-  }
-  *rate = *v;
-  return true;
-}
-
 std::unique_ptr<OpenedImage> ImgOpen(const ImageSpec& spec, bool no_backing) {
   auto img = std::make_unique<OpenedImage>();
   auto loop = EventLoop::Create();

@@ -63,9 +63,6 @@ int ImgErrorExit(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 // an option string that starts with ":" (after "+"): qemu-img's
 // missing_argument / unrecognized_option. Returns 1.
 int ImgBadOption(int c, char** argv);
-// -r rate_limit of convert and commit (bytes per second, 0 = none), with
-// qemu-img's message for a bad one. False after printing it.
-bool ParseRateLimit(const char* arg, uint64_t* rate);
 // `coblk-img --help` (and every subcommand's -h/--help, as qemu-img): the
 // usage of every command. Returns 0.
 int ImgHelp();

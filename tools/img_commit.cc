@@ -12,6 +12,7 @@
 // from the base itself.
 #include <getopt.h>
 
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -52,7 +53,7 @@ int ImgCommit(int argc, char** argv) {
   ImageSpec spec;
   std::string base_name;
   bool progress = false, quiet = false;
-  uint64_t rate_limit = 0;  // -r: bytes per second, 0 = none
+  int64_t rate_limit = 0;  // -r: bytes per second, 0 = none
   optind = 0;
   for (int c; (c = getopt_long(argc, argv, ":f:ht:b:dpqr:", kLong, nullptr)) != -1;) {
     switch (c) {
@@ -64,7 +65,7 @@ int ImgCommit(int argc, char** argv) {
       case 'p': progress = true; break;
       case 'q': quiet = true; break;
       case 'r':
-        if (!ParseRateLimit(optarg, &rate_limit)) return 1;
+        if (!ImgCvtNum("rate limit", optarg, 0, INT64_MAX, &rate_limit)) return 1;
         break;
       case kImageOpts: spec.image_opts = true; break;
       case kObject: return ImgErrorExit("--object is not supported by coblk-img");
@@ -160,7 +161,7 @@ int ImgCommit(int argc, char** argv) {
     prog.print(static_cast<float>(bytes) / total * 100.0f, 100);
   };
   copy.workers = 16;
-  RateLimit limit(rate_limit);
+  RateLimit limit(static_cast<uint64_t>(rate_limit));
   if (limit.enabled()) copy.rate_limit = &limit;
   Status st = sync_wait(**loop, copy.run(size));
   if (st) st = sync_wait(**loop, base->flush());

@@ -613,9 +613,9 @@ int ImgConvert(int argc, char** argv) {
       // the way qemu-img copies it where offloading fails.
       case 'C': copy_offload = true; break;
       case 'r': {
-        uint64_t rate = 0;
-        if (!ParseRateLimit(optarg, &rate)) return 1;
-        s.rate_limit.set_speed(rate);
+        int64_t rate = 0;
+        if (!ImgCvtNum("rate limit", optarg, 0, INT64_MAX, &rate)) return 1;
+        s.rate_limit.set_speed(static_cast<uint64_t>(rate));
         break;
       }
       case 'l': snapshot = optarg; break;

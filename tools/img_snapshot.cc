@@ -6,6 +6,7 @@
 // `snapshot -l` lists nothing.
 #include <getopt.h>
 
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -195,12 +196,8 @@ int ImgBitmap(int argc, char** argv) {
       case 'f': spec.format = optarg; break;
       case 'F': source_fmt = optarg; break;
       case 'g': {
-        Result<uint64_t> g = ParseSize(optarg);
-        if (!g || optarg[0] == '-') {
-          ImgError("Invalid granularity specified. You may use k, M, G, T, P or E suffixes for");
-          ImgError("kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.");
-          return 1;
-        }
+        int64_t g = 0;
+        if (!ImgCvtNum("granularity", optarg, 0, INT64_MAX, &g)) return 1;
         granularity = optarg;
         break;
       }
