@@ -6,6 +6,7 @@
 //   coblk-img check [-f fmt] [-r leaks|all] [-U] [--image-opts] filename
 //   coblk-img bench [qemu-img bench flags] [-r|--random] filename
 //   coblk-img convert [qemu-img convert flags] filename [filename2 ...] output_filename
+#include <algorithm>
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
@@ -46,6 +47,17 @@ int ImgBadOption(int c, char** argv) {
   const char* opt = optind > 0 ? argv[optind - 1] : "";
   if (c == ':') return ImgErrorExit("missing argument for option '%s'", opt);
   return ImgErrorExit("unrecognized option '%s'", opt);
+}
+
+int64_t QemuStatusGrain(BlockNode* node, BlockNode* base) {
+  int64_t grain = 0;
+  for (; node && node != base; node = node->backing()) {
+    const int64_t g = node->get_info().cluster_size;
+    if (node->driver() && node->driver()->format_name() == "vmdk" && g > 0) {
+      grain = grain ? std::min(grain, g) : g;
+    }
+  }
+  return grain;
 }
 
 std::unique_ptr<OpenedImage> ImgOpen(const ImageSpec& spec, bool no_backing) {

@@ -30,6 +30,13 @@ int ImgSnapshot(int argc, char** argv);  // img_snapshot.cc, with amend and bitm
 int ImgAmend(int argc, char** argv);
 int ImgBitmap(int argc, char** argv);
 
+// The granularity (bytes) of QEMU's block status answers for node's chain
+// down to (not including) base: a sparse VMDK layer answers one grain per
+// call (vmdk_co_block_status), raw files and flat extents whole runs, so the
+// smallest grain of the chain's VMDK layers; 0 when no layer limits the
+// answers. compare and convert -p step their progress by it as qemu-img.
+int64_t QemuStatusGrain(BlockNode* node, BlockNode* base = nullptr);
+
 // qemu-img's cvtnum_full: a size with k/M/G/T/P/E suffixes in [min, max];
 // prints qemu-img's "Invalid <name> specified. ..." message(s) and returns
 // false otherwise. img_dd.cc.

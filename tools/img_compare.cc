@@ -69,20 +69,6 @@ struct Image {
   int64_t grain = 0;  // the step of QEMU's block status walk here; 0: whole runs
 };
 
-// The granularity QEMU's block status answers in for node's chain: a sparse
-// VMDK layer answers one grain per call (vmdk_co_block_status), raw files and
-// flat extents whole runs. The smallest grain of the chain's layers.
-int64_t StatusGrain(BlockNode* node) {
-  int64_t grain = 0;
-  for (; node; node = node->backing()) {
-    const int64_t g = node->get_info().cluster_size;
-    if (node->driver() && node->driver()->format_name() == "vmdk" && g > 0) {
-      grain = grain ? std::min(grain, g) : g;
-    }
-  }
-  return grain;
-}
-
 // The status word qemu-img's strict mode compares at offset: a sparse VMDK
 // layer answers QEMU one grain at a time, and that answer reaches the end
 // of the image (kStatusEof) only in the last grain, where coblk's answer
@@ -185,7 +171,7 @@ struct Chunk {
   std::optional<Outcome> ready;
   std::optional<JoinHandle<Outcome>> pending;
   // The range this chunk covers, reported as progress when judged, in steps
-  // of `step` (see StatusGrain).
+  // of `step` (see QemuStatusGrain).
   int64_t start = 0, len = 0, step = 0;
   int64_t read_bytes = 0;  // bytes its read(s) take, both images
   std::unique_ptr<AlignedBuffer> buf1, buf2;  // the read's buffers, from the pool
@@ -466,7 +452,7 @@ int ImgCompare(int argc, char** argv) {
     }
     img->blk = std::move(*blk);
     img->size = img->blk->size();
-    img->grain = StatusGrain(&img->blk->node());
+    img->grain = QemuStatusGrain(&img->blk->node());
   }
 
   Progress prog(progress, 2.0f);

@@ -52,7 +52,7 @@ struct Source {
   int64_t sectors = 0;
   int64_t alignment = 1;  // sectors: request alignment or cluster size
   // Sectors per block status answer of QEMU's driver stack (see
-  // StatusGrain); 0 where it answers whole runs as coblk does.
+  // QemuStatusGrain); 0 where it answers whole runs as coblk does.
   int64_t status_grain = 0;
 };
 
@@ -158,21 +158,6 @@ bool IsAllocatedSectorsMin(const uint8_t* buf, int64_t n, int64_t* pnum, int64_t
   }
   *pnum = num_used;
   return true;
-}
-
-// The granularity (in sectors) of QEMU's block status answers for node's
-// chain down to base: a sparse VMDK layer answers one grain per call
-// (vmdk_co_block_status), raw files and flat extents whole runs. 0 when no
-// layer limits the answers.
-int64_t StatusGrain(BlockNode* node, BlockNode* base) {
-  int64_t grain = 0;
-  for (; node && node != base; node = node->backing()) {
-    const int64_t g = node->get_info().cluster_size / kSector;
-    if (node->driver() && node->driver()->format_name() == "vmdk" && g > 0) {
-      grain = grain ? std::min(grain, g) : g;
-    }
-  }
-  return grain;
 }
 
 // The source holding total-image sector `sector_num`, and where it starts.
@@ -774,7 +759,8 @@ int ImgConvert(int argc, char** argv) {
   }
   for (Source& src : sources) {
     BlockNode& node = src.blk->node();
-    src.status_grain = StatusGrain(&node, s.target_has_backing ? node.backing() : nullptr);
+    src.status_grain =
+        QemuStatusGrain(&node, s.target_has_backing ? node.backing() : nullptr) / kSector;
   }
   if (s.target_has_backing && !create_opts.has("backing_fmt")) {
     ImgError("Use of backing file requires explicit backing format");
